@@ -1,0 +1,181 @@
+"""A task's dataset on disk: its cases, its split, and cached, normalised loading of one case."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from cmsbench.errors import CmsbenchError, DataError
+from cmsbench.paths import cache_home
+from cmsbench.tasks.adapters import CaseRef, Problem, get_adapter
+from cmsbench.tasks.io.cache import CaseCache, cache_key
+from cmsbench.tasks.normalise import normalise_case
+from cmsbench.tasks.spec import TaskSpec
+from cmsbench.tasks.splits import SPLIT_NAMES, Split, make_split
+from cmsbench.tasks.volume import Case
+
+log = logging.getLogger(__name__)
+PHANTOM_MARKER = ".cmsbench_phantom.json"
+
+
+def _source_files(ref: CaseRef) -> list[Path]:
+    files = [Path(p) for p in ref.files.values() if Path(p).is_file()]
+    for listed in dict(ref.metadata.get("files", {})).values():
+        files.extend(Path(p) for p in listed)
+    return files
+
+
+def root_fingerprint(refs: list[CaseRef]) -> str:
+    """Hash of the dataset's file listing (paths relative to nothing, sizes): identifies the data used."""
+    entries = []
+    for ref in refs:
+        for path in sorted(_source_files(ref)):
+            try:
+                entries.append(f"{ref.case_id}:{path.name}:{path.stat().st_size}")
+            except OSError:
+                entries.append(f"{ref.case_id}:{path.name}:?")
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Dataset:
+    """The cases of ``task`` found under ``root`` and their split."""
+
+    task: TaskSpec
+    root: Path
+    refs: dict[str, CaseRef]
+    problems: list[Problem]
+    split: Split
+    phantom: dict | None = None
+    cache: CaseCache | None = field(default=None, repr=False)
+
+    @property
+    def is_phantom(self) -> bool:
+        """True when the data is an embedded phantom dataset."""
+        return self.phantom is not None
+
+    def case_ids(self, split: str) -> tuple[str, ...]:
+        """Case IDs of one split."""
+        return self.split[split]
+
+    def load_case(self, case_id: str, normalise: bool = True) -> Case:
+        """Read one case (through the cache), normalised by the task's policy unless ``normalise=False``."""
+        if case_id not in self.refs:
+            raise DataError(f"case {case_id!r} is not in the dataset at {self.root}")
+        ref = self.refs[case_id]
+        adapter = get_adapter(self.task.adapter)
+        case = None
+        key = None
+        if self.cache is not None:
+            roles = [*self.task.inputs, self.task.target]
+            key = cache_key(adapter.name, adapter.version, roles, dict(self.task.adapter_options), _source_files(ref))
+            case = self.cache.get(key)
+        if case is None:
+            case = adapter.load(ref, self.task)
+            if self.cache is not None and key is not None:
+                self.cache.put(key, case)
+        return normalise_case(case, self.task) if normalise else case
+
+    def iter_cases(self, split: str, normalise: bool = True) -> Iterator[Case]:
+        """Load the cases of a split one at a time."""
+        for case_id in self.case_ids(split):
+            yield self.load_case(case_id, normalise=normalise)
+
+    def fingerprint(self) -> str:
+        """Hash of the file listing (names and sizes)."""
+        return root_fingerprint(list(self.refs.values()))
+
+    def describe_source(self) -> dict:
+        """What data a result came from: phantom or real, the path and its fingerprint."""
+        return {
+            "kind": "phantom" if self.is_phantom else "real",
+            "path": str(self.root),
+            "fingerprint": self.fingerprint(),
+            "phantom": self.phantom,
+            "n_cases": len(self.refs),
+        }
+
+
+def read_phantom_marker(root: Path) -> dict | None:
+    """The phantom generator's marker (dataset, seed, size) if ``root`` is a phantom dataset."""
+    for candidate in (root, *root.parents[:3]):
+        marker = candidate / PHANTOM_MARKER
+        if marker.is_file():
+            try:
+                return json.loads(marker.read_text())
+            except (OSError, ValueError):
+                return {"dataset": "unknown"}
+    return None
+
+
+def open_dataset(task: TaskSpec, root: str | Path, *, use_cache: bool = True, strict: bool = False) -> Dataset:
+    """Discover ``task``'s cases under ``root`` and split them.
+
+    Problems (missing files, unexpected names) are collected; with ``strict`` any problem raises.
+    A dataset with no complete case always raises, listing the problems.
+    """
+    root = Path(root).expanduser()
+    adapter = get_adapter(task.adapter)
+    found = adapter.discover(root, task)
+    if not found.cases or (strict and found.problems):
+        details = "\n  ".join(str(p) for p in found.problems) or "no cases"
+        raise DataError(f"task {task.name!r}: cannot use the dataset at {root}:\n  {details}")
+    for problem in found.problems:
+        log.warning("%s", problem)
+    refs = {ref.case_id: ref for ref in found.cases}
+    sites = {ref.case_id: ref.site for ref in found.cases if ref.site}
+    try:
+        split = make_split(refs, task.split, sites=sites)
+    except CmsbenchError as exc:
+        raise DataError(f"task {task.name!r}, dataset {root}: {exc}") from exc
+    cache = CaseCache(cache_home() / "cases") if use_cache else None
+    return Dataset(task, root, refs, list(found.problems), split, read_phantom_marker(root), cache)
+
+
+@dataclass
+class CheckReport:
+    """What ``cmsbench data check`` found."""
+
+    task: str
+    root: str
+    counts: dict[str, int]
+    problems: list[Problem]
+    n_cases: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_dataset(task: TaskSpec, root: str | Path, *, load: bool = True) -> CheckReport:
+    """Validate a dataset folder: discover every case and (with ``load``) read each one, collecting every
+    problem instead of stopping at the first."""
+    root = Path(root).expanduser()
+    adapter = get_adapter(task.adapter)
+    try:
+        found = adapter.discover(root, task)
+    except CmsbenchError as exc:
+        return CheckReport(task.name, str(root), {}, [Problem(str(exc), path=str(root))], 0)
+    problems = list(found.problems)
+    good = []
+    for ref in found.cases:
+        if not load:
+            good.append(ref)
+            continue
+        try:
+            normalise_case(adapter.load(ref, task), task)
+            good.append(ref)
+        except CmsbenchError as exc:
+            problems.append(Problem(str(exc), subject=ref.case_id))
+    counts = {name: 0 for name in SPLIT_NAMES}
+    if good:
+        try:
+            split = make_split([r.case_id for r in good], task.split, sites={r.case_id: r.site for r in good if r.site})
+            counts = split.counts()
+        except CmsbenchError as exc:
+            problems.append(Problem(str(exc)))
+    return CheckReport(task.name, str(root), counts, problems, len(good))
