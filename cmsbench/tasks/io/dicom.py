@@ -119,3 +119,81 @@ def read_dicom_series(
         units=units,
         source=str(files[0].parent),
     )
+
+
+def _uid(seed_text: str) -> str:
+    """A deterministic DICOM UID derived from ``seed_text`` (2.25 root + decimal of a hash)."""
+    import hashlib
+
+    return "2.25." + str(int(hashlib.sha256(seed_text.encode()).hexdigest()[:30], 16))
+
+
+def write_dicom_series(
+    folder: str | Path,
+    volume: Volume,
+    *,
+    patient_id: str,
+    series_description: str,
+    series_number: int = 1,
+    study_uid_seed: str | None = None,
+    file_pattern: str = "1-{index:03d}.dcm",
+) -> list[Path]:
+    """Write an axial HU volume (RAS affine, no obliquity) as a CT DICOM series, one file per slice.
+
+    Pixels are stored as int16 with RescaleSlope 1 / RescaleIntercept 0. UIDs derive from the patient ID,
+    the description and ``study_uid_seed``, so the same call writes byte-identical files.
+    """
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lps = np.linalg.inv(_LPS_TO_RAS) @ volume.affine
+    row_dir = lps[:3, 0] / np.linalg.norm(lps[:3, 0])
+    col_dir = lps[:3, 1] / np.linalg.norm(lps[:3, 1])
+    spacing = volume.spacing
+    seed = study_uid_seed or patient_id
+    study_uid = _uid(f"study:{seed}:{patient_id}")
+    series_uid = _uid(f"series:{seed}:{patient_id}:{series_description}")
+    frame_uid = _uid(f"frame:{seed}:{patient_id}")
+    paths = []
+    data = np.clip(np.rint(np.asarray(volume.data)), -32768, 32767).astype(np.int16)
+    for k in range(volume.shape[2]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = _uid(f"sop:{seed}:{patient_id}:{series_description}:{k}")
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.1"
+        path = folder / file_pattern.format(index=k + 1)
+        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.FrameOfReferenceUID = frame_uid
+        ds.PatientID = patient_id
+        ds.PatientName = patient_id
+        ds.Modality = "CT"
+        ds.StudyDate = "20190101"
+        ds.SeriesDescription = series_description
+        ds.SeriesNumber = series_number
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [float(v) for v in (lps @ np.array([0, 0, k, 1.0]))[:3]]
+        ds.ImageOrientationPatient = [float(v) for v in (*row_dir, *col_dir)]
+        ds.PixelSpacing = [float(spacing[1]), float(spacing[0])]
+        ds.SliceThickness = float(spacing[2])
+        ds.Rows, ds.Columns = int(volume.shape[1]), int(volume.shape[0])
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1
+        ds.RescaleSlope = 1
+        ds.RescaleIntercept = 0
+        ds.RescaleType = "HU"
+        ds.PixelData = np.ascontiguousarray(data[:, :, k].T).tobytes()
+        pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
+        paths.append(path)
+    return paths

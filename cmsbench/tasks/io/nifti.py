@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -42,15 +41,10 @@ def read_nifti(
     try:
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj)
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # truncated gzip (EOFError, zlib.error), nibabel's ImageFileError, ...
         raise DataError(
-            f"{who}cannot read {path}: the file is corrupt or truncated ({type(exc).__name__}: {exc}); "
-            "re-download or re-extract it"
-        ) from exc
-    except Exception as exc:  # nibabel's ImageFileError and friends
-        raise DataError(
-            f"{who}cannot read {path} as NIfTI ({type(exc).__name__}: {exc}); "
-            "check that it is a valid .nii/.nii.gz file"
+            f"{who}cannot read {path}: the file is corrupt or truncated, or not NIfTI "
+            f"({type(exc).__name__}: {exc}); re-download or re-extract it"
         ) from exc
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]

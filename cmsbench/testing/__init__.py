@@ -1,0 +1,1 @@
+"""Helpers for tests (cmsbench's own and plugin authors'): tiny datasets in official layouts, fake tasks."""
