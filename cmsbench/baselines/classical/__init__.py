@@ -1,0 +1,21 @@
+"""Classical baselines, the floors every method is quoted against.
+
+``identity`` (copy the most similar input), ``linear`` and ``poly2`` (voxel-wise least squares),
+``histogram`` (quantile mapping), and for denoising tasks ``gaussian`` and ``nlm`` (non-local means),
+whose hyper-parameters are tuned on the validation split. All are deterministic under a seed, need only
+numpy/scipy/scikit-image, and save their fitted state as arrays plus JSON.
+"""
+
+from cmsbench.baselines.classical.denoise import GaussianDenoiseMethod, NonLocalMeansMethod
+from cmsbench.baselines.classical.histogram import HistogramMatchingMethod
+from cmsbench.baselines.classical.identity import IdentityMethod
+from cmsbench.baselines.classical.regression import LinearRegressionMethod, Poly2RegressionMethod
+
+__all__ = [
+    "GaussianDenoiseMethod",
+    "HistogramMatchingMethod",
+    "IdentityMethod",
+    "LinearRegressionMethod",
+    "NonLocalMeansMethod",
+    "Poly2RegressionMethod",
+]
