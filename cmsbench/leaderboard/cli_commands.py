@@ -1,0 +1,69 @@
+"""CLI sub-commands of the leaderboard layer: ``leaderboard`` (static HTML site) and ``table``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cmsbench.errors import CmsbenchError
+
+
+def _folders(args: argparse.Namespace) -> list[Path]:
+    folders = [Path(p) for p in (args.results or ["results"])]
+    missing = [str(p) for p in folders if not p.is_dir()]
+    if missing:
+        raise CmsbenchError(f"results folder(s) {missing} not found; pass --results DIR (default ./results)")
+    return folders
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from cmsbench.leaderboard.aggregate import load_boards
+    from cmsbench.leaderboard.site import build_site
+
+    boards = load_boards(*_folders(args), task=args.task)
+    if not boards:
+        raise CmsbenchError(f"no result records found under {', '.join(args.results or ['results'])}")
+    index = build_site(boards, Path(args.out), title=args.title, images_per_method=args.images, images=args.images > 0)
+    sys.stdout.write(f"wrote {len(boards)} table(s) for {len({b.task for b in boards})} task(s): {index}\n")
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from cmsbench.leaderboard.aggregate import load_boards
+    from cmsbench.leaderboard.tables import render_tables
+
+    boards = load_boards(*_folders(args), task=args.task)
+    if not boards:
+        raise CmsbenchError(f"no result records for task {args.task!r} under {', '.join(args.results or ['results'])}")
+    metrics = args.metric or None
+    sys.stdout.write(render_tables(boards, args.format, region=args.region, metrics=metrics, ci_style=args.ci))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the leaderboard sub-commands to the ``cmsbench`` parser."""
+    p = sub.add_parser("leaderboard", help="render a static HTML leaderboard site from result records")
+    p.add_argument("--results", action="append", metavar="DIR", help="results folder (repeatable; default ./results)")
+    p.add_argument("--out", required=True, metavar="SITE", help="output folder of the site (index.html)")
+    p.add_argument("--task", default=None, help="only this task")
+    p.add_argument("--title", default="cmsbench leaderboard")
+    p.add_argument(
+        "--images",
+        type=int,
+        default=3,
+        metavar="N",
+        help="test cases drawn per method when predictions were saved (0: none)",
+    )
+    p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("table", help="print a publication table (Markdown, LaTeX, CSV or text) for one task")
+    p.add_argument("--task", required=True)
+    p.add_argument("--results", action="append", metavar="DIR", help="results folder (repeatable; default ./results)")
+    p.add_argument("--format", choices=("md", "latex", "csv", "text"), default="md")
+    p.add_argument("--metric", action="append", metavar="M", help="metric column(s) (repeatable; default all)")
+    p.add_argument("--region", default=None, help="region (default the task's main region)")
+    p.add_argument(
+        "--ci", choices=("pm", "interval"), default="pm", help="CI as ± half-width (pm) or [lo, hi] (interval)"
+    )
+    p.set_defaults(func=cmd_table)
