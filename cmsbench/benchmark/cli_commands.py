@@ -1,0 +1,166 @@
+"""CLI sub-commands of the benchmark layer: run, methods, check-method, score."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from cmsbench.errors import CmsbenchError
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def format_run_table(record: dict[str, Any]) -> str:
+    """Per region and metric: mean ± std, median, 95% CI and n, from the record's cases."""
+    from cmsbench.cli import _table
+    from cmsbench.leaderboard.aggregate import record_regions_metrics, summarise
+
+    rows = []
+    for region, metric in record_regions_metrics(record):
+        s = summarise(record, region, metric)
+        if s.n == 0:
+            rows.append([region, metric, "n/a", "", "", "0"])
+            continue
+        rows.append([region, metric, f"{s.mean:.4g} ± {s.std:.3g}", f"{s.median:.4g}",
+                     f"[{s.ci_low:.4g}, {s.ci_high:.4g}]", str(s.n)])
+    return _table(rows, ["region", "metric", "mean ± std", "median", "95% CI", "n"])
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from cmsbench.benchmark.runner import RunConfig, run
+    from cmsbench.cli import _parse_options
+
+    config = RunConfig(
+        task=args.task, method=args.method, data_root=args.data_root, seed=args.seed, device=args.device,
+        results=Path(args.results), save_predictions=args.save_predictions, options=_parse_options(args.option),
+        task_parameters=_parse_options(args.parameter), split_variant=args.split, mode=args.mode,
+        samples=args.samples, max_cases=args.max_cases, refit=args.refit,
+    )
+    bar = None
+
+    def progress(done: int, total: int, case_id: str) -> None:
+        nonlocal bar
+        if args.quiet:
+            return
+        from tqdm import tqdm
+
+        if bar is None:
+            bar = tqdm(total=total, desc="predict+score", unit="case", file=sys.stderr)
+        bar.n = done
+        bar.set_postfix_str(case_id)
+        bar.refresh()
+
+    outcome = run(config, progress=progress)
+    if bar is not None:
+        bar.close()
+    rec = outcome.record
+    data = rec["data"]
+    _out(f"task {rec['task']['name']} v{rec['task']['version']} | method {rec['method']['name']} "
+         f"v{rec['method']['version']} | seed {rec['seed']} | split {rec['split']['test_hash']} | "
+         f"data: {data['kind']}{' (embedded phantom)' if data['kind'] == 'phantom' else ''}")
+    timing = rec.get("timing", {})
+    _out(f"fit {timing.get('fit_s', 0):.2f} s{' (cached)' if timing.get('fit_cached') else ''}; "
+         f"{len(rec['cases'])} test case(s)")
+    _out(format_run_table(rec))
+    _out(f"record: {outcome.path}")
+    if outcome.failed:
+        _out(f"{len(outcome.failed)} case(s) failed:")
+        for cid, err in outcome.failed.items():
+            _out(f"  - {cid}: {err}")
+        return 1
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from cmsbench.baselines.registry import METHODS
+    from cmsbench.cli import _table
+
+    rows = []
+    for name, entry in METHODS.entries().items():
+        if args.long:
+            try:
+                card = METHODS.load(name).card
+                rows.append([name, card.version, "yes" if card.needs_training else "no",
+                             "yes" if card.stochastic else "no", card.summary[:60], entry.distribution])
+            except CmsbenchError as exc:
+                rows.append([name, "", "", "", f"failed to load: {exc}", entry.distribution])
+        else:
+            rows.append([name, entry.target, entry.distribution])
+    header = (["method", "version", "trains", "stochastic", "summary", "package"] if args.long
+              else ["method", "entry point", "package"])
+    _out(_table(rows, header))
+    return 0
+
+
+def cmd_check_method(args: argparse.Namespace) -> int:
+    from cmsbench.cli import _parse_options
+    from cmsbench.testing.conformance import check_method
+
+    report = check_method(args.method, options=_parse_options(args.option))
+    for result in report.results:
+        _out(f"{'PASS' if result.passed else 'FAIL'}  {result.name}" + ("" if result.passed else f": {result.message}"))
+    _out(f"{sum(r.passed for r in report.results)}/{len(report.results)} checks passed")
+    return 0 if report.ok else 1
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from cmsbench.benchmark.score_folder import score_folder
+
+    result = score_folder(args.task, Path(args.predictions), data_root=args.data_root, mode=args.mode,
+                          out=Path(args.out) if args.out else None, prediction_units=args.prediction_units,
+                          split=args.split)
+    _out(format_run_table(result.record))
+    if result.out:
+        _out(f"scores: {result.out}")
+    if result.problems:
+        _out(f"{len(result.problems)} problem(s):")
+        for problem in result.problems:
+            _out(f"  - {problem}")
+        return 1
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the benchmark sub-commands to the ``cmsbench`` parser."""
+    p = sub.add_parser("run", help="fit, predict, score one method on one task and write a result record")
+    p.add_argument("--task", required=True, help="task name or path to a task .toml")
+    p.add_argument("--method", required=True, help="method name, package.module:Class or file.py:Class")
+    p.add_argument("--data-root", default=None, help="dataset folder (default: the embedded phantom dataset)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--results", default="results", help="results folder (default ./results)")
+    p.add_argument("--save-predictions", action="store_true", help="write predictions as NIfTI on the target grid")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="method hyper-parameter override")
+    p.add_argument("--parameter", action="append", metavar="KEY=VALUE", help="task parameter, e.g. drf=10")
+    p.add_argument("--split", default="default", help="split protocol variant (e.g. icon, mayo2016)")
+    p.add_argument("--mode", default="default", help="metric convention: default or a compatibility mode")
+    p.add_argument("--samples", type=int, default=1, help="samples per case for stochastic methods")
+    p.add_argument("--max-cases", type=int, default=None, help="only the first N test cases (smoke runs)")
+    p.add_argument("--refit", action="store_true", help="ignore a cached fitted state")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("methods", help="list the registered methods")
+    p.add_argument("--long", action="store_true", help="load each method and show its card")
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("check-method", help="run the method-contract conformance checks on a fake task")
+    p.add_argument("method", help="method name, package.module:Class or file.py:Class")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_check_method)
+
+    p = sub.add_parser("score", help="score a folder of predicted NIfTI files against a task's test split")
+    p.add_argument("--task", required=True)
+    p.add_argument("--predictions", required=True, help="folder of <case_id>.nii.gz on the target's grid")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--mode", default="default")
+    p.add_argument("--split", default="default")
+    p.add_argument("--prediction-units", choices=("task", "raw"), default="task",
+                   help="'task': already in the task's units; 'raw': MR in scanner units, divided by the ground "
+                        "truth's normalisation divisor")
+    p.add_argument("--out", default=None, help="JSON file for the per-case score records")
+    p.set_defaults(func=cmd_score)
