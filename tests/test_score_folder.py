@@ -1,0 +1,73 @@
+"""``cmsbench score``: external predictions scored under the standard protocol, bad files named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cmsbench.benchmark.records import load_record
+from cmsbench.benchmark.score_folder import score_folder
+from cmsbench.cli import main
+from cmsbench.tasks.dataset import open_dataset
+from cmsbench.tasks.io.nifti import write_nifti
+from cmsbench.tasks.registry import get_task
+from cmsbench.testing import layouts
+
+
+@pytest.fixture()
+def brats(tmp_path: Path) -> tuple[Path, list[str]]:
+    root = tmp_path / "brats"
+    layouts.write_brats(root, n=24)
+    ds = open_dataset(get_task("brats_flair"), root, use_cache=False)
+    return root, list(ds.split.test)
+
+
+def test_perfect_predictions_score_perfectly_and_raw_units_are_normalised(brats, tmp_path: Path) -> None:
+    root, test_ids = brats
+    ds = open_dataset(get_task("brats_flair"), root, use_cache=False)
+    task_units = tmp_path / "pred_task"
+    raw_units = tmp_path / "pred_raw"
+    for cid in test_ids:
+        norm = ds.load_case(cid)
+        raw = ds.load_case(cid, normalise=False)
+        write_nifti(task_units / f"{cid}.nii.gz", np.asarray(norm.target.data), norm.target.affine)
+        write_nifti(raw_units / f"{cid}.nii.gz", np.asarray(raw.target.data), raw.target.affine)
+    for folder, units in ((task_units, "task"), (raw_units, "raw")):
+        result = score_folder("brats_flair", folder, data_root=str(root), prediction_units=units,
+                              out=tmp_path / f"{units}.json")
+        assert not result.problems
+        record = load_record(tmp_path / f"{units}.json")
+        for case in record["cases"].values():
+            assert case["scores"]["brain"]["mae"] == pytest.approx(0.0, abs=1e-6)
+            assert case["scores"]["brain"]["ssim"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_missing_extra_misnamed_and_misshapen_files_are_reported_by_name(brats, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    root, test_ids = brats
+    ds = open_dataset(get_task("brats_flair"), root, use_cache=False)
+    preds = tmp_path / "preds"
+    for cid in test_ids:
+        case = ds.load_case(cid)
+        write_nifti(preds / f"{cid}.nii.gz", np.asarray(case.target.data) * 0.9, case.target.affine)
+    missing, misshapen, misnamed = test_ids[0], test_ids[1], test_ids[2]
+    (preds / f"{missing}.nii.gz").unlink()
+    write_nifti(preds / f"{misshapen}.nii.gz", np.zeros((5, 5, 5), np.float32), layouts.AFFINE)
+    (preds / f"{misnamed}.nii.gz").rename(preds / f"{misnamed.lower()}.nii.gz")
+    train_id = ds.split.train[0]
+    write_nifti(preds / f"{train_id}.nii.gz", np.zeros(layouts.SHAPE, np.float32), layouts.AFFINE)
+    (preds / "notes.txt").write_text("hello")
+    rc = main(["score", "--task", "brats_flair", "--predictions", str(preds), "--data-root", str(root),
+               "--out", str(tmp_path / "scores.json")])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert f"missing prediction for test case {missing!r}" in out
+    assert f"{misshapen}.nii.gz: shape (5, 5, 5)" in out
+    assert f"no test case named {misnamed.lower()!r}" in out and f"Did you mean {misnamed!r}" in out
+    assert f"case {train_id!r} is not in the test split" in out
+    assert "notes.txt: not a NIfTI file" in out
+    record = load_record(tmp_path / "scores.json")
+    ok = [cid for cid, c in record["cases"].items() if c["status"] == "ok"]
+    assert sorted(ok) == sorted(set(test_ids) - {missing, misshapen, misnamed})
