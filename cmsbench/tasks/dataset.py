@@ -41,6 +41,20 @@ def root_fingerprint(refs: list[CaseRef]) -> str:
     return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
 
 
+def load_raw_case(ref: CaseRef, task: TaskSpec, cache: CaseCache | None) -> Case:
+    """One case as the adapter reads it (physical units), through ``cache`` when given."""
+    adapter = get_adapter(task.adapter)
+    if cache is None:
+        return adapter.load(ref, task)
+    key = cache_key(adapter.name, adapter.version, [*task.inputs, task.target], dict(task.adapter_options),
+                    _source_files(ref))
+    case = cache.get(key)
+    if case is None:
+        case = adapter.load(ref, task)
+        cache.put(key, case)
+    return case
+
+
 @dataclass
 class Dataset:
     """The cases of ``task`` found under ``root`` and their split."""
@@ -66,18 +80,7 @@ class Dataset:
         """Read one case (through the cache), normalised by the task's policy unless ``normalise=False``."""
         if case_id not in self.refs:
             raise DataError(f"case {case_id!r} is not in the dataset at {self.root}")
-        ref = self.refs[case_id]
-        adapter = get_adapter(self.task.adapter)
-        case = None
-        key = None
-        if self.cache is not None:
-            roles = [*self.task.inputs, self.task.target]
-            key = cache_key(adapter.name, adapter.version, roles, dict(self.task.adapter_options), _source_files(ref))
-            case = self.cache.get(key)
-        if case is None:
-            case = adapter.load(ref, self.task)
-            if self.cache is not None and key is not None:
-                self.cache.put(key, case)
+        case = load_raw_case(self.refs[case_id], self.task, self.cache)
         return normalise_case(case, self.task) if normalise else case
 
     def iter_cases(self, split: str, normalise: bool = True) -> Iterator[Case]:
@@ -151,9 +154,10 @@ class CheckReport:
         return not self.problems
 
 
-def check_dataset(task: TaskSpec, root: str | Path, *, load: bool = True) -> CheckReport:
+def check_dataset(task: TaskSpec, root: str | Path, *, load: bool = True, use_cache: bool = True) -> CheckReport:
     """Validate a dataset folder: discover every case and (with ``load``) read each one, collecting every
-    problem instead of stopping at the first."""
+    problem instead of stopping at the first. Cases read successfully are kept in the cache, so the run
+    that follows a check does not read (or register) them again."""
     root = Path(root).expanduser()
     adapter = get_adapter(task.adapter)
     try:
@@ -161,13 +165,14 @@ def check_dataset(task: TaskSpec, root: str | Path, *, load: bool = True) -> Che
     except CmsbenchError as exc:
         return CheckReport(task.name, str(root), {}, [Problem(str(exc), path=str(root))], 0)
     problems = list(found.problems)
+    cache = CaseCache(cache_home() / "cases") if use_cache else None
     good = []
     for ref in found.cases:
         if not load:
             good.append(ref)
             continue
         try:
-            normalise_case(adapter.load(ref, task), task)
+            normalise_case(load_raw_case(ref, task, cache), task)
             good.append(ref)
         except CmsbenchError as exc:
             problems.append(Problem(str(exc), subject=ref.case_id))
