@@ -124,6 +124,36 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from cmsbench.benchmark.sweep import plan_sweep, run_local, run_ray, summary_table
+    from cmsbench.cli import _parse_options
+
+    tasks = [t for t in args.tasks.split(",") if t]
+    roots: dict[str, str] = {}
+    for item in args.data_root or []:
+        if "=" in item:
+            task, path = item.split("=", 1)
+            roots[task] = path
+        elif len(tasks) == 1:
+            roots[tasks[0]] = item
+        else:
+            raise CmsbenchError("with several tasks, give --data-root as TASK=DIR (once per task)")
+    plan = plan_sweep(tasks, [m for m in args.methods.split(",") if m], [int(s) for s in args.seeds.split(",") if s],
+                      results=Path(args.results), data_roots=roots, options=_parse_options(args.option),
+                      device=args.device, max_cases=args.max_cases)
+    if args.dry_run:
+        _out(plan.describe())
+        return 0
+    report = (lambda msg: None) if args.quiet else (lambda msg: sys.stderr.write(msg + "\n"))
+    if args.executor == "ray":
+        run_ray(plan, address=args.address, gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job,
+                retries=args.retries, report=report)
+    else:
+        run_local(plan, retries=args.retries, report=report)
+    _out(summary_table(plan))
+    return 0 if all(j.state in ("ok", "done") for j in plan.jobs) else 1
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the benchmark sub-commands to the ``cmsbench`` parser."""
     p = sub.add_parser("run", help="fit, predict, score one method on one task and write a result record")
@@ -143,6 +173,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refit", action="store_true", help="ignore a cached fitted state")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="run a task x method x seed grid locally or on Ray")
+    p.add_argument("--tasks", required=True, help="comma-separated task names")
+    p.add_argument("--methods", required=True, help="comma-separated method names")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds")
+    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--gpus-per-job", type=float, default=0.0)
+    p.add_argument("--cpus-per-job", type=float, default=1.0)
+    p.add_argument("--retries", type=int, default=2, help="retries of a failed job")
+    p.add_argument("--results", default="results")
+    p.add_argument("--data-root", action="append", metavar="[TASK=]DIR")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="method option for every job")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-cases", type=int, default=None)
+    p.add_argument("--dry-run", action="store_true", help="print the plan: done jobs and jobs to run")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("methods", help="list the registered methods")
     p.add_argument("--long", action="store_true", help="load each method and show its card")
