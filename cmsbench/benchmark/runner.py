@@ -297,7 +297,10 @@ def _run_case(case_id: str, dataset: Dataset, method: Method, config: RunConfig,
     except CmsbenchError as exc:
         return {"status": "failed", "stage": "score", "error": str(exc), "timing": timing}
     scored = score.to_dict()
-    record["scoring"]["convention"] = scored.get("convention")
+    convention = dict(scored.get("convention") or {})
+    if "suv" in convention:  # case-specific (body weight, dose): kept with the case, not the run's convention
+        entry["suv"] = convention.pop("suv")
+    record["scoring"]["convention"] = convention
     entry["scores"] = scored.get("values", {})
     if scored.get("nan_reasons"):
         entry["nan_reasons"] = scored["nan_reasons"]

@@ -98,10 +98,13 @@ def score_folder(task_name: str, predictions: Path, *, data_root: str | None = N
             t = time.perf_counter()
             score = score_case(np.asarray(case.target.data), data, case.masks, task, mode=mode, case_id=cid,
                                metadata=case.metadata).to_dict()
-            record["scoring"]["convention"] = score.get("convention")
-            record["cases"][cid] = {"status": "ok", "scores": score.get("values", {}),
-                                    "nan_reasons": score.get("nan_reasons", {}),
-                                    "timing": {"score_s": time.perf_counter() - t}}
+            convention = dict(score.get("convention") or {})
+            entry = {"status": "ok", "scores": score.get("values", {}), "nan_reasons": score.get("nan_reasons", {}),
+                     "timing": {"score_s": time.perf_counter() - t}}
+            if "suv" in convention:  # case-specific: kept with the case
+                entry["suv"] = convention.pop("suv")
+            record["scoring"]["convention"] = convention
+            record["cases"][cid] = entry
         except CmsbenchError as exc:
             problems.append(str(exc))
             record["cases"][cid] = {"status": "failed", "stage": "score", "error": str(exc)}
