@@ -276,6 +276,9 @@ def _run_case(case_id: str, dataset: Dataset, method: Method, config: RunConfig,
             timing.setdefault("predict_s", 0.0)
             timing["predict_s"] += time.perf_counter() - t
             predictions.append(validate_prediction(out, case.target, case_id, config.method))
+            nfe = getattr(method, "last_nfe", None)
+            if nfe is not None:  # denoiser evaluations of a diffusion sampler
+                timing["nfe"] = timing.get("nfe", 0) + int(nfe)
     except MethodError as exc:
         return {"status": "failed", "stage": "predict", "error": str(exc), "timing": timing}
     except Exception as exc:  # a plugin may raise anything: record it, keep going
