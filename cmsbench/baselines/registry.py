@@ -20,6 +20,13 @@ BUILTIN_METHODS = {
     "histogram": "cmsbench.baselines.classical:HistogramMatchingMethod",
     "gaussian": "cmsbench.baselines.classical:GaussianDenoiseMethod",
     "nlm": "cmsbench.baselines.classical:NonLocalMeansMethod",
+    "unet": "cmsbench.baselines.learned.supervised:UNet",
+    "pix2pix": "cmsbench.baselines.learned.supervised:Pix2Pix",
+    "redcnn": "cmsbench.baselines.learned.supervised:RedCNN",
+    "resvit": "cmsbench.baselines.learned.supervised:ResViT",
+    "cyclegan": "cmsbench.baselines.learned.cyclegan:CycleGAN",
+    "cond_ddpm": "cmsbench.baselines.learned.diffusion:CondDDPM",
+    "cola_diff": "cmsbench.baselines.learned.diffusion:ColaDiff",
 }
 
 METHODS: Registry[type] = Registry("cmsbench.methods", "method", BUILTIN_METHODS)
