@@ -251,3 +251,32 @@ def test_fitted_state_loads_without_executing_code(brats_tiny: Path, tmp_path: P
 
     arrays = load_file(str(state_dir / "state.safetensors"))
     assert all(isinstance(v, np.ndarray) for v in arrays.values())
+
+
+NOISY_PY = textwrap.dedent('''
+    import numpy as np
+    import torch
+    from cmsbench.baselines.base import Method, MethodCard
+
+    class NoisyMean(Method):
+        """Mean of the inputs plus noise from the global torch generator (seeded per case by the runner)."""
+        card = MethodCard("noisy_mean", "1", "stochastic on purpose", needs_training=False, stochastic=True)
+        defaults = {}
+        def predict(self, inputs):
+            stack, ref = self.stack_inputs(inputs)
+            self.last_nfe = 4
+            noise = torch.randn(stack.shape[1:], dtype=torch.float64).numpy().astype(np.float32)
+            return self.output(stack.mean(axis=0) + 0.1 * noise, ref)
+''')
+
+
+def test_samples_record_spread_and_nfe_and_are_reproducible(brats_tiny: Path, tmp_path: Path) -> None:
+    path = tmp_path / "noisy.py"
+    path.write_text(NOISY_PY)
+    config = RunConfig(task="brats_flair", method=f"{path}:NoisyMean", data_root=str(brats_tiny), device="cpu",
+                       results=tmp_path / "a", samples=3)
+    first = run(config).record
+    case = next(iter(first["cases"].values()))
+    assert case["sample_spread"] > 0.05 and case["timing"]["nfe"] == 12
+    again = run(RunConfig(**{**config.__dict__, "results": tmp_path / "b"})).record
+    assert again["cases"] == {k: {**v, "timing": again["cases"][k]["timing"]} for k, v in first["cases"].items()}
