@@ -42,7 +42,9 @@ def _one_by_one(roots: dict[str, str], results: Path) -> dict:
     return _scores(results)
 
 
-def test_local_sweep_matches_single_runs_and_dry_run_after_has_nothing_to_do(roots, tmp_path: Path) -> None:
+def test_local_sweep_matches_single_runs_and_dry_run_after_has_nothing_to_do(
+    roots, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     reference = _one_by_one(roots, tmp_path / "single")
     plan = plan_sweep(["brats_flair", "mr_ct"], ["identity", "linear"], [0, 1], results=tmp_path / "sweep",
                       data_roots=roots, device="cpu")
@@ -53,6 +55,15 @@ def test_local_sweep_matches_single_runs_and_dry_run_after_has_nothing_to_do(roo
     again = plan_sweep(["brats_flair", "mr_ct"], ["identity", "linear"], [0, 1], results=tmp_path / "sweep",
                        data_roots=roots, device="cpu")
     assert again.todo == [] and "0 to run" in again.describe()
+    # the leaderboard reads the sweep's results folder directly
+    from cmsbench.cli import main
+
+    assert main(["table", "--task", "mr_ct", "--results", str(tmp_path / "sweep"), "--format", "md"]) == 0
+    site = tmp_path / "site"
+    assert main(["leaderboard", "--results", str(tmp_path / "sweep"), "--out", str(site)]) == 0
+    assert (site / "index.html").exists()
+    out = capsys.readouterr().out
+    assert "identity" in out and "linear" in out
 
 
 def test_sweep_cli_dry_run(roots, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
