@@ -465,14 +465,17 @@ def generate(dataset: str, out: Path, n: int, seed: int, size: str) -> None:
     jobs = [(dataset, out, i, seed, size) for i in range(n)]
     workers = generation_workers(n)
     results = []
-    if workers == 1:
+    import multiprocessing
+
+    # "fork" only: "spawn"/"forkserver" re-import the caller's __main__, which breaks scripts that call
+    # synthesize() without an ``if __name__ == "__main__"`` guard. The children use numpy/scipy only.
+    if workers == 1 or "fork" not in multiprocessing.get_all_start_methods():
         iterator = map(_write_one, jobs)
         pool = None
     else:
-        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         iterator = pool.map(_write_one, jobs, chunksize=max(1, n // (4 * workers)))
     try:
         for i, result in enumerate(iterator):
