@@ -7,6 +7,8 @@ SSIM, each in ``global`` and inside three masks (``brain``, ``lesion``, ``health
 per-lesion list. Acceptance (issue): the suite takes at most 1/5 of scikit-image's 3D Gaussian SSIM
 alone (``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``) on the same pair, measured
 in the same run: ``test_ratio_to_skimage`` times both interleaved (medians) and asserts it.
+On CPU the scorer uses the numba engine when numba is installed; ``CMSBENCH_SSIM_ENGINE=torch`` times
+the torch engine instead.
 """
 
 from __future__ import annotations
@@ -106,8 +108,12 @@ def test_ratio_to_skimage(benchmark, case):
 
     gt, pr, _, task = case
     ours_valid = ssim(gt, pr, task.data_range.value, SSIMConfig(border="valid"))
+    from cmsbench.benchmark.metrics.ssim_numba import select_engine
+
+    engine = select_engine("cpu")  # CMSBENCH_SSIM_ENGINE=torch|numba
     benchmark.extra_info.update(
         {
+            "engine": engine,
             "cmsbench_suite_ms": 1e3 * statistics.median(ours),
             "skimage_ssim_ms": 1e3 * statistics.median(ref),
             "ratio": ratio,
@@ -118,7 +124,7 @@ def test_ratio_to_skimage(benchmark, case):
         }
     )
     print(
-        f"\ncmsbench suite {1e3 * statistics.median(ours):.0f} ms, skimage SSIM {1e3 * statistics.median(ref):.0f} ms,"
+        f"\n[{engine}] cmsbench suite {1e3 * statistics.median(ours):.0f} ms, skimage SSIM {1e3 * statistics.median(ref):.0f} ms,"
         f" ratio {ratio:.3f} (CPU time {1e3 * statistics.median(ours_cpu):.0f} vs"
         f" {1e3 * statistics.median(ref_cpu):.0f} ms, ratio {cpu_ratio:.3f}),"
         f" SSIM rel. diff {abs(ours_valid - sk) / abs(sk):.1e}"

@@ -5,7 +5,12 @@ For each region the pass accumulates the voxel count, ``sum |t - p|``, ``sum (t 
 the map is defined (``border="valid"`` excludes the border). Every metric of
 :mod:`cmsbench.benchmark.metrics.pixel` follows from these sums, so all regions cost one pass.
 
-The volume is processed in slabs of planes, in parallel worker threads (see
+Two engines compute the same sums. On CPU, when numba is importable, the default is the fused numba
+kernel of :mod:`~cmsbench.benchmark.metrics.ssim_numba` (SSIM map and region sums in one tiled pass;
+float64 pixel sums); ``CMSBENCH_SSIM_ENGINE=torch`` selects the torch engine below, which is also the
+fallback (numba missing) and the GPU path (see :func:`select_engine`).
+
+Torch engine: the volume is processed in slabs of planes, in parallel worker threads (see
 :func:`~cmsbench.benchmark.metrics.ssim.run_slabs`). Per slab the values are float32 and are reduced
 against the stacked masks by one batched matrix product over chunks of :data:`CHUNK` voxels; the
 chunk partial sums are added in float64. Measured agreement with float64 numpy sums: ~1e-7 relative
@@ -27,6 +32,7 @@ from cmsbench.benchmark.metrics.ssim import (
     run_slabs,
     valid_box,
 )
+from cmsbench.benchmark.metrics.ssim_numba import region_sums_numba, select_engine
 from cmsbench.errors import MetricError
 
 #: channel order of :attr:`RegionSums.sums`
@@ -81,8 +87,6 @@ def region_sums(
     images are clipped to it for the SSIM map and for ``sq_clip`` (PSNR); the other sums use the raw
     images. ``device``: where the SSIM map is computed (the sums run on the CPU).
     """
-    import torch
-
     if target.shape != prediction.shape:
         raise MetricError(f"target {target.shape} and prediction {prediction.shape} differ in shape")
     if target.ndim != 3:
@@ -92,6 +96,30 @@ def region_sums(
     D, H, W = shape
     t_np = np.ascontiguousarray(target, dtype=np.float32)
     p_np = np.ascontiguousarray(prediction, dtype=np.float32)
+    if select_engine(device) == "numba":
+
+        mask_list = []
+        for name in names:
+            m = masks[name]
+            if m is not None:
+                m = np.asarray(m)
+                if m.shape != shape:
+                    raise MetricError(f"mask {name!r} has shape {m.shape}, the images {shape}")
+                m = np.ascontiguousarray(m, dtype=bool)
+            mask_list.append(m)
+        sums, full_map = region_sums_numba(
+            t_np,
+            p_np,
+            mask_list,
+            ssim_range=ssim_range,
+            config=ssim_config,
+            window=window,
+            keep_map=keep_map,
+            workers=workers if workers is not None else default_workers("cpu"),
+        )
+        return RegionSums(names=names, sums=sums, ssim_map=full_map, extra={"engine": "numba"})
+    import torch
+
     T, Pr = from_numpy_readonly(t_np), from_numpy_readonly(p_np)
     mask_t: list = []
     counts = np.zeros(len(names))
@@ -189,4 +217,5 @@ def region_sums(
         sums[CHANNELS.index("ssim_n")] = counts
     if full_map is not None and interior is not None:
         full_map[~interior.numpy()] = np.nan
-    return RegionSums(names=names, sums=sums, ssim_map=full_map)
+    return RegionSums(names=names, sums=sums, ssim_map=full_map, extra={"engine": "torch"})
+

@@ -359,9 +359,30 @@ def ssim_map(
     device: str = "cpu",
     float64: bool = False,
 ) -> np.ndarray:
-    """The SSIM map (float32 numpy array of the images' shape; NaN outside the interior for ``valid``)."""
+    """The SSIM map (float32 numpy array of the images' shape; NaN outside the interior for ``valid``).
+
+    On CPU the numba engine computes it when available (see
+    :func:`~cmsbench.benchmark.metrics.ssim_numba.select_engine`; ``float64`` always uses torch)."""
     import torch
 
+    from cmsbench.benchmark.metrics.ssim_numba import region_sums_numba, select_engine
+
+    if not float64 and select_engine(device) == "numba":
+        if data_range is None:
+            raise MetricError(f"SSIM needs an explicit positive data_range, got {data_range!r}")
+        if target.shape != prediction.shape:
+            raise MetricError(f"SSIM needs images of one shape, got {target.shape} and {prediction.shape}")
+        _, smap = region_sums_numba(
+            np.ascontiguousarray(target, dtype=np.float32),
+            np.ascontiguousarray(prediction, dtype=np.float32),
+            [None],
+            ssim_range=float(data_range),
+            config=config,
+            window=None,
+            keep_map=True,
+            workers=default_workers("cpu"),
+        )
+        return smap
     eng = SSIMSlabs(target, prediction, data_range, config, device=device, float64=float64)
     out = torch.empty(target.shape, dtype=eng.dtype)
     slabs = eng.slabs()
