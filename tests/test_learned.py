@@ -231,7 +231,7 @@ def test_cola_diff_runs_through_the_runner(cola_diff, brats: Data, tmp_path: Pat
     the one of the fixture above (same data, split, seed and options), placed in the runner's cache."""
     from cmsbench.benchmark.runner import RunConfig, fitted_state_dir, run
 
-    method_name = "cmsbench.baselines.learned:ColaDiff"
+    method_name = "cola_diff"  # the registered name, as on the command line
     folder = fitted_state_dir(brats.task, method_name, learned.ColaDiff, {}, 0, brats.dataset.split.test_hash,
                               brats.dataset.fingerprint())
     cola_diff.save(folder)
