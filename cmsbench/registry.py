@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import difflib
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from typing import Any, Generic, TypeVar
 
 from cmsbench.errors import CmsbenchError, DuplicateNameError, UnknownNameError
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -93,7 +94,7 @@ class Method(ABC):
         *,
         device: str = "cpu",
         seed: int = 0,
-    ) -> "Method":
+    ) -> Method:
         """Train on ``train`` (tune on ``val``); returns ``self``. Input order is taken from the cases."""
         if len(train) == 0:
             raise MethodError(f"method {self.card.name!r}: fit needs at least one training case")
@@ -110,7 +111,7 @@ class Method(ABC):
         self.fitted = True
         return self
 
-    def _fit(self, train: Sequence[Case], val: Sequence[Case], ctx: FitContext) -> None:
+    def _fit(self, train: Sequence[Case], val: Sequence[Case], ctx: FitContext) -> None:  # noqa: B027
         """Subclass hook; the default (methods that need no training) does nothing."""
 
     @abstractmethod
@@ -122,7 +123,7 @@ class Method(ABC):
         """(arrays, JSON-able metadata) describing the fitted state. Override to add arrays."""
         return {}, {}
 
-    def set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
+    def set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:  # noqa: B027
         """Restore what :meth:`get_state` returned. Override together with it."""
 
     def save(self, folder: str | Path) -> Path:
@@ -148,7 +149,7 @@ class Method(ABC):
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Method":
+    def load(cls, folder: str | Path) -> Method:
         """Rebuild a fitted method from :meth:`save`'s folder (no code is executed from the files)."""
         from safetensors.numpy import load_file
 

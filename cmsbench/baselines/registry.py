@@ -65,6 +65,6 @@ def get_method_class(name: str) -> type:
     return cls
 
 
-def make_method(name: str, **options: object) -> "Method":  # noqa: F821
+def make_method(name: str, **options: object) -> Method:  # noqa: F821
     """Instantiate a method by name with hyper-parameter overrides."""
     return get_method_class(name)(**options)

@@ -24,7 +24,7 @@ class RigidTransform:
     translation_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @classmethod
-    def from_vector(cls, p: np.ndarray) -> "RigidTransform":
+    def from_vector(cls, p: np.ndarray) -> RigidTransform:
         return cls(tuple(float(v) for v in p[:3]), tuple(float(v) for v in p[3:6]))  # type: ignore[arg-type]
 
     def matrix(self, centre: np.ndarray) -> np.ndarray:
@@ -92,9 +92,11 @@ def register_rigid(moving: Volume, fixed: Volume, levels: tuple[int, ...] = (4, 
         foreground = fixed_small > lo + 0.1 * (float(np.percentile(fixed_small, 99)) - lo)
         fixed_values = fixed_small[foreground]
 
-        def cost(p: np.ndarray) -> float:
+        def cost(p: np.ndarray, moving_smooth: np.ndarray = moving_smooth, shape: tuple = fixed_small.shape,
+                 small_affine: np.ndarray = small_affine, fixed_values: np.ndarray = fixed_values,
+                 foreground: np.ndarray = foreground) -> float:
             world = RigidTransform.from_vector(p).matrix(centre)
-            warped = resample_to_grid(moving_smooth, moving.affine, fixed_small.shape, small_affine, world)
+            warped = resample_to_grid(moving_smooth, moving.affine, shape, small_affine, world)
             return -normalised_mutual_information(fixed_values, warped[foreground])
 
         result = optimize.minimize(cost, params, method="Powell",

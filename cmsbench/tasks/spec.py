@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from cmsbench.errors import TaskSpecError
 
@@ -209,7 +210,7 @@ class TaskSpec:
         """``"t1 + t2 -> flair"``."""
         return f"{' + '.join(self.inputs)} -> {self.target}"
 
-    def with_parameters(self, **params: Any) -> "TaskSpec":
+    def with_parameters(self, **params: Any) -> TaskSpec:
         """The same task with some parameters changed (unknown parameters are an error)."""
         unknown = sorted(set(params) - set(self.parameters))
         if unknown:
@@ -220,7 +221,7 @@ class TaskSpec:
         options = {**self.adapter_options, **params}
         return replace(self, parameters=merged, adapter_options=options)
 
-    def with_split(self, variant: str) -> "TaskSpec":
+    def with_split(self, variant: str) -> TaskSpec:
         """The same task under a named split protocol variant (e.g. ``"icon"`` for IXI 25/5/10)."""
         if variant in ("", "default"):
             return self

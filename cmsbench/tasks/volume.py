@@ -5,9 +5,10 @@ Both are plain dataclasses over numpy arrays: cheap to build, free of torch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -65,11 +66,11 @@ class Volume:
 
         return "".join(nib.aff2axcodes(self.affine))
 
-    def with_data(self, data: np.ndarray, **changes: Any) -> "Volume":
+    def with_data(self, data: np.ndarray, **changes: Any) -> Volume:
         """A copy on the same grid with other voxel values (and optionally other fields)."""
         return replace(self, data=data, **changes)
 
-    def same_grid(self, other: "Volume", atol: float = 1e-3) -> bool:
+    def same_grid(self, other: Volume, atol: float = 1e-3) -> bool:
         """True when shape and affine agree (affine within ``atol`` mm)."""
         return self.shape == other.shape and bool(np.allclose(self.affine, other.affine, atol=atol))
 

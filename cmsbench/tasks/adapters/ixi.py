@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from cmsbench.tasks.adapters.base import (
-    CaseRef, DatasetAdapter, Discovery, Problem, check_geometry, foreground_mask, require_dir,
+    CaseRef,
+    DatasetAdapter,
+    Discovery,
+    Problem,
+    check_geometry,
+    foreground_mask,
+    require_dir,
 )
 from cmsbench.tasks.io.nifti import read_nifti
 from cmsbench.tasks.registration import align_to

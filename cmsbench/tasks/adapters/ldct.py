@@ -12,7 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from cmsbench.tasks.adapters.base import (
-    CaseRef, DatasetAdapter, Discovery, Problem, check_geometry, foreground_mask, require_dir,
+    CaseRef,
+    DatasetAdapter,
+    Discovery,
+    Problem,
+    check_geometry,
+    foreground_mask,
+    require_dir,
 )
 from cmsbench.tasks.io.dicom import read_dicom_series, scan_series
 from cmsbench.tasks.io.nifti import read_nifti

@@ -16,7 +16,13 @@ import numpy as np
 
 from cmsbench.errors import DataError
 from cmsbench.tasks.adapters.base import (
-    CaseRef, DatasetAdapter, Discovery, Problem, check_geometry, foreground_mask, require_dir,
+    CaseRef,
+    DatasetAdapter,
+    Discovery,
+    Problem,
+    check_geometry,
+    foreground_mask,
+    require_dir,
 )
 from cmsbench.tasks.io.nifti import read_nifti
 from cmsbench.tasks.spec import TaskSpec
@@ -81,7 +87,7 @@ class UdpetAdapter(DatasetAdapter):
                 continue  # not a subject folder
             problems = []
             if not full.exists():
-                problems.append(f"missing file Full_dose.nii.gz")
+                problems.append("missing file Full_dose.nii.gz")
             if low is None:
                 problems.append(f"missing file '{low_dose_names(drf)[0]}' (dose-reduction factor {drf})")
             if problems:
