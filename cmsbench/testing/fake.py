@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -60,24 +61,15 @@ FAKE_SYNTHESIS = TaskSpec(
     split=SplitPolicy("first_n", counts=(3, 1, 1)),
 )
 
-FAKE_DENOISING = TaskSpec(
+FAKE_DENOISING = replace(
+    FAKE_SYNTHESIS,
     name="fake_denoising",
-    version="1.0",
     description=(
         "A tiny in-memory denoising task (the stand-in for ldpet/ldct): restore x from x_low, x plus "
         "Gaussian noise inside the body. Arbitrary units, zero background."
     ),
-    dataset=_FAKE_DATASET,
-    adapter="fake",
     inputs=("x_low",),
     target="x",
-    units="a.u.",
-    normalisation=Normalisation("none"),
-    regions=("global", "body"),
-    metrics=("psnr", "mae"),
-    main_metric="psnr",
-    data_range=DataRange("fixed", value=4.0),
-    split=SplitPolicy("first_n", counts=(3, 1, 1)),
 )
 
 FAKE_TASKS: dict[str, TaskSpec] = {t.name: t for t in (FAKE_SYNTHESIS, FAKE_DENOISING)}

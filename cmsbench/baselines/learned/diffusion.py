@@ -77,6 +77,15 @@ class _Diffusion(TorchSliceMethod):
                   "prediction_type": kind, "clip_sample": False}
         return DDPMScheduler(**common), DDIMScheduler(**common)
 
+    def _denoiser_step(self, clean: Any, cond: Any, gen: Any) -> dict[str, Any]:
+        """One optimiser step of the denoiser on the diffusion loss; returns the detached loss."""
+        loss = self._diffusion_loss(self.nets["denoiser"], clean, cond, gen)
+        opt = self.optimisers[0]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"diffusion": loss.detach()}
+
     def _diffusion_loss(self, model: Any, clean: Any, cond: Any, gen: Any) -> Any:
         """Noise ``clean`` at random timesteps and score the denoiser's prediction."""
         torch = import_torch()
@@ -188,12 +197,7 @@ class CondDDPM(_Diffusion):
         self.optimisers = [self._adam(self.nets["denoiser"].parameters())]
 
     def _train_step(self, x: Any, y: Any, extra: Any, gen: Any, step: int, steps: int) -> dict[str, Any]:
-        loss = self._diffusion_loss(self.nets["denoiser"], y - float(self.hp["shift"]), x, gen)
-        opt = self.optimisers[0]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"diffusion": loss.detach()}
+        return self._denoiser_step(y - float(self.hp["shift"]), x, gen)
 
     def _infer(self, x: Any) -> Any:
         x = x.float()
@@ -354,12 +358,7 @@ class ColaDiff(_Diffusion):
         with torch.no_grad():
             z_y = self._encode(y)
             z_x = self._encode(x)
-        loss = self._diffusion_loss(self.nets["denoiser"], z_y, z_x, gen)
-        opt = self.optimisers[0]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"diffusion": loss.detach()}
+        return self._denoiser_step(z_y, z_x, gen)
 
     def _infer(self, x: Any) -> Any:
         x = x.float()
