@@ -5,22 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from cmsbench.errors import CmsbenchError
+from cmsbench.textutil import format_table, parse_assignments
 
 log = logging.getLogger("cmsbench")
 
 
 def _out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 # ---------------------------------------------------------------------------------------------- tasks
@@ -34,7 +29,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
             rows.append([name, spec.summary(), spec.units, f"{spec.main_metric}@{spec.main_region}", spec.dataset.name])
         except CmsbenchError as exc:
             rows.append([name, f"(failed to load: {exc})", "", "", ""])
-    _out(_table(rows, ["task", "inputs -> target", "units", "main metric", "dataset"]))
+    _out(format_table(rows, ["task", "inputs -> target", "units", "main metric", "dataset"]))
     return 0
 
 
@@ -45,7 +40,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
     task = get_task(args.task)
     if args.parameter:
-        task = task.with_parameters(**_parse_options(args.parameter))
+        task = task.with_parameters(**parse_assignments(args.parameter))
     report = check_dataset(task, args.data_root, load=not args.quick)
     _out(f"task {report.task}: {report.n_cases} usable case(s) in {report.root}")
     _out("subjects per split: " + ", ".join(f"{k} {v}" for k, v in report.counts.items()))
@@ -73,22 +68,6 @@ def cmd_data_show(args: argparse.Namespace) -> int:
     path = write_montage(Path(args.root), out, dataset=args.dataset, max_subjects=args.subjects)
     _out(f"wrote {path}")
     return 0
-
-
-def _parse_options(items: Sequence[str] | None) -> dict[str, object]:
-    """``key=value`` strings -> dict, values parsed as JSON when possible (numbers, booleans, lists)."""
-    import json
-
-    out: dict[str, object] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise CmsbenchError(f"option {item!r} is not of the form key=value")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(value)
-        except ValueError:
-            out[key.strip()] = value
-    return out
 
 
 # ------------------------------------------------------------------------------------------- parser
@@ -125,18 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subjects", type=int, default=6)
     p.set_defaults(func=cmd_data_show)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    from cmsbench.commands import benchmark, leaderboard
+
+    benchmark.register(sub)
+    leaderboard.register(sub)
     return parser
-
-
-#: Other modules add sub-commands here (runner, scorer, leaderboard) to keep this file small.
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cmsbench`` console script."""
-    _load_extra_commands()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -149,21 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("cmsbench: interrupted\n")
         return 130
-
-
-def _load_extra_commands() -> None:
-    import importlib
-
-    for module in ("cmsbench.benchmark.cli_commands", "cmsbench.leaderboard.cli_commands"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        register = getattr(mod, "register", None)
-        if register is not None and register not in _EXTRA_COMMANDS:
-            _EXTRA_COMMANDS.append(register)
 
 
 if __name__ == "__main__":  # pragma: no cover

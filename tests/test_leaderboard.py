@@ -15,9 +15,10 @@ import pytest
 from scipy import stats as sps
 
 from cmsbench.leaderboard import aggregate as agg
-from cmsbench.leaderboard.aggregate import build_boards, decimals_for, fmt_ci, load_boards
-from cmsbench.leaderboard.synthetic import demo_results, draw_scores, make_record, write_record
+from cmsbench.leaderboard.aggregate import build_boards, decimals_for, fmt_ci, load_boards, load_result_boards
 from cmsbench.leaderboard.tables import escape_latex, escape_markdown, render_tables
+from cmsbench.results import MetricInfo
+from cmsbench.testing.synthetic import demo_results, draw_scores, make_record, write_record
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -123,11 +124,13 @@ def test_site_markdown_latex_show_the_same_numbers_and_they_match_independent_st
     header = overview[0]
     assert header[1].startswith("PSNR mean")
 
-    records = {rec["method"]["name"]: rec for _, rec in agg.iter_records(three)}
+    _, result_set = load_result_boards(three)
+    assert result_set.skipped == [] and len(result_set) == 3
+    records = {rec.method.name: rec for _, rec in result_set}
     mb = board.metric("brain", "psnr")
     d = decimals_for(mb.stats.values())
     for name, rec in records.items():
-        x = np.array([rec["cases"][c]["scores"]["brain"]["psnr"] for c in sorted(rec["cases"])])
+        x = np.array([rec.cases[c].scores["brain"]["psnr"] for c in sorted(rec.cases)])
         lo, hi = studentized_reference(x)
         expected = f"{x.mean():.{d}f} ± {(hi - lo) / 2:.{d}f}"
         s = mb.stats[board.entries[[e.name for e in board.entries].index(name)].key]
@@ -260,6 +263,37 @@ def test_significance_group_holds_methods_not_different_from_the_best(three: Pat
     assert r.rank_rta == 3 and r.rta_low == 3 and r.rta_high == 3
 
 
+def test_direction_stated_in_the_records_ranks_an_unregistered_metric(tmp_path: Path) -> None:
+    from cmsbench.benchmark.metrics.registry import direction_of
+    from cmsbench.leaderboard.tables import metric_heading
+
+    # "mymetric" is known to neither the metric registry nor the 0.1 name table: only the records can rank it
+    assert direction_of("mymetric") is None and agg.higher_is_better("mymetric") is None
+    ids = [f"c{i}" for i in range(14)]
+    a = {c: {"global": {"mymetric": 1.0 + 0.1 * i}} for i, c in enumerate(ids)}
+    b = {c: {"global": {"mymetric": 2.0 + 0.1 * i}} for i, c in enumerate(ids)}  # B above A on every case
+    for direction, higher, best in (("lower", False, "A"), ("higher", True, "B")):
+        res = tmp_path / direction
+        for method, scores in (("A", a), ("B", b)):
+            rec = make_record(scores, method=method)
+            rec.scoring.metrics = {"mymetric": MetricInfo(direction=direction)}
+            write_record(res, rec)
+        boards = load_boards(res)
+        assert len(boards) == 1
+        board = boards[0]
+        key = {e.name: e.key for e in board.entries}
+        assert board.directions == {"mymetric": higher}
+        assert board.higher_is_better("mymetric") is higher
+        mb = board.metric("global", "mymetric")
+        assert mb.higher_is_better is higher
+        worst = "B" if best == "A" else "A"
+        assert mb.order == [key[best], key[worst]] and mb.best == key[best]
+        assert mb.ranks[key[best]].rank_rta == 1 and mb.ranks[key[best]].rank_atr == 1
+        assert mb.groups == {key[best]: 1, key[worst]: 2}
+        assert metric_heading("mymetric", "global", board) == f"MYMETRIC (global) {'↑' if higher else '↓'}"
+        assert metric_heading("mymetric", "global") == "MYMETRIC (global)"  # without the board: unknown
+
+
 def test_unknown_metric_is_shown_but_not_ranked() -> None:
     recs = [
         (None, make_record({"c1": {"global": {"weird": 1.0}}, "c2": {"global": {"weird": 2.0}}}, method=m))
@@ -292,9 +326,9 @@ def test_phantom_and_real_never_share_a_table_and_differences_are_shown_apart(tm
     )
     boards = load_boards(res)
     for b in boards:
-        kinds = {rec["data"]["kind"] for e in b.entries for _, rec in e.records}
+        kinds = {rec.data.kind for e in b.entries for _, rec in e.records}
         assert len(kinds) == 1
-        hashes = {rec["split"]["test_hash"] for e in b.entries for _, rec in e.records}
+        hashes = {rec.split.test_hash for e in b.entries for _, rec in e.records}
         assert len(hashes) == 1
     main = [b for b in boards if b.main and b.key.data_kind == "real"]
     assert len(main) == 1 and {e.name for e in main[0].entries} == {"unet", "linear"}
@@ -323,8 +357,8 @@ def test_newest_complete_record_is_kept_and_seeds_are_averaged(tmp_path: Path) -
     assert entry.seeds == [0, 1]
     assert any("kept the newest complete record of 3" in n for n in board.notes)
     s = board.metric("brain", "psnr").stats[entry.key]
-    v0 = [new["cases"][c]["scores"]["brain"]["psnr"] for c in sorted(new["cases"])]
-    v1 = [seed1["cases"][c]["scores"]["brain"]["psnr"] for c in sorted(seed1["cases"])]
+    v0 = [new.cases[c].scores["brain"]["psnr"] for c in sorted(new.cases)]
+    v1 = [seed1.cases[c].scores["brain"]["psnr"] for c in sorted(seed1.cases)]
     assert s.mean == pytest.approx(np.mean((np.array(v0) + np.array(v1)) / 2))
     assert s.n == 10
     assert s.seed_sd == pytest.approx(np.std([np.mean(v0), np.mean(v1)], ddof=1))
@@ -449,7 +483,7 @@ def test_cli_table_formats_and_leaderboard(three: Path, tmp_path: Path, capsys: 
 
 
 def test_run_table_still_summarises_one_record() -> None:
-    from cmsbench.benchmark.cli_commands import format_run_table
+    from cmsbench.commands.benchmark import format_run_table
 
     rec = make_record(_scores(0))
     text = format_run_table(rec)
@@ -462,7 +496,7 @@ def test_run_table_still_summarises_one_record() -> None:
 # --------------------------------------------------------------------------------------------- images
 def test_method_pages_draw_case_grids_or_say_why_not(tmp_path: Path) -> None:
     from cmsbench.leaderboard.site import build_site
-    from cmsbench.leaderboard.synthetic import demo_with_images
+    from cmsbench.testing.synthetic import demo_with_images
 
     res = tmp_path / "res"
     demo_with_images(res, tmp_path / "data", n_subjects=8)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cmsbench.leaderboard.aggregate import load_boards
-from cmsbench.leaderboard.synthetic import demo_results, demo_with_images, make_record, write_record
+from cmsbench.testing.synthetic import demo_results, demo_with_images, make_record, write_record
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 

@@ -239,9 +239,9 @@ def test_cola_diff_runs_through_the_runner(cola_diff, brats: Data, tmp_path: Pat
                             results=tmp_path / "results", max_cases=2))
     assert not outcome.failed, outcome.failed
     record = outcome.record
-    assert record["timing"]["fit_cached"] is True
-    assert len(record["cases"]) == 2
-    assert record["method"]["card"]["stochastic"] is True
+    assert record.timing["fit_cached"] is True
+    assert len(record.cases) == 2
+    assert record.method.card["stochastic"] is True
     json.dumps(record)
 
 

@@ -42,7 +42,7 @@ def test_linear_beats_identity_on_brats_flair_phantoms(tmp_path: Path) -> None:
     ident = run(RunConfig(task="brats_flair", method="identity", device="cpu", results=tmp_path)).record
     lin = run(RunConfig(task="brats_flair", method="linear", device="cpu", results=tmp_path)).record
     quad = run(RunConfig(task="brats_flair", method="poly2", device="cpu", results=tmp_path)).record
-    assert len(lin["cases"]) >= 20 and lin["data"]["kind"] == "phantom"
+    assert len(lin.cases) >= 20 and lin.data.kind == "phantom"
     base = case_values(ident, "brain", "psnr")
     for record, min_gain in ((lin, 0.25), (quad, 1.0)):
         values = case_values(record, "brain", "psnr")

@@ -48,8 +48,16 @@ def test_spec_validation_rejects_inconsistent_specs() -> None:
         replace(BRATS_FLAIR, main_metric="lpips")
     with pytest.raises(TaskSpecError, match="also an input"):
         replace(BRATS_FLAIR, target="t1")
-    with pytest.raises(TaskSpecError, match="unknown regions"):
-        replace(BRATS_FLAIR, regions=("brain", "tumour"))
+    with pytest.raises(TaskSpecError, match="duplicate"):
+        replace(BRATS_FLAIR, regions=("brain", "brain"))
+    # region and metric names are checked against their registries (plugins may add names) before any work
+    from cmsbench.benchmark.metrics.registry import validate_names
+    from cmsbench.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="unknown region 'tumour'"):
+        validate_names(replace(BRATS_FLAIR, regions=("brain", "tumour")))
+    with pytest.raises(UnknownNameError, match="(?i)unknown metric 'psnrr'.*did you mean 'psnr'"):
+        validate_names(replace(BRATS_FLAIR, metrics=("psnrr",), main_metric="psnrr"))
     with pytest.raises(TaskSpecError):
         DataRange("window", low=1.0, high=0.0)
     with pytest.raises(TaskSpecError):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmsbench.benchmark.records import load_record
+from cmsbench.results import load_record
 from cmsbench.benchmark.runner import RunConfig, run
 from cmsbench.testing import layouts
 
@@ -78,25 +78,30 @@ def test_run_end_to_end_writes_a_reproducible_record(brats_tiny: Path, tmp_path:
                        device="cpu", save_predictions=True)
     outcome = run(config)
     rec = load_record(outcome.path)
-    assert rec["status"] == "complete" and not outcome.failed
-    assert set(rec["cases"]) == set(rec["split"]["test_ids"]) and len(rec["cases"]) >= 2
-    for key in ("schema", "task", "method", "seed", "split", "data", "environment", "timing", "memory", "scoring"):
-        assert key in rec
-    assert rec["task"]["version"] == "1.0" and rec["split"]["test_hash"]
-    assert rec["data"]["kind"] == "real" and rec["data"]["fingerprint"]
-    assert rec["environment"]["torch"] and rec["environment"]["cmsbench"]
-    assert rec["scoring"]["convention"]
-    case = next(iter(rec["cases"].values()))
-    assert "psnr" in case["scores"]["brain"] and case["timing"]["predict_s"] >= 0
-    pred = Path(case["prediction"])
+    assert rec.status == "complete" and not outcome.failed
+    assert set(rec.cases) == set(rec.split.test_ids) and len(rec.cases) >= 2
+    raw = json.loads(outcome.path.read_text())
+    for key in ("schema", "identity", "task", "method", "seed", "split", "data", "environment", "timing", "memory",
+                "scoring"):
+        assert key in raw
+    assert raw["schema"] == "cmsbench.result/2" and raw["identity"]["method"] == "linear"
+    assert rec.run_id == rec.identity.run_id() == outcome.path.stem
+    assert rec.scoring.metrics["psnr"].direction == "higher" and rec.scoring.metrics["mae"].direction == "lower"
+    assert rec.task.version == "1.0" and rec.split.test_hash
+    assert rec.data.kind == "real" and rec.data.fingerprint
+    assert rec.environment["torch"] and rec.environment["cmsbench"]
+    assert rec.scoring.convention
+    case = next(iter(rec.cases.values()))
+    assert "psnr" in case.scores["brain"] and case.timing["predict_s"] >= 0
+    pred = Path(case.prediction)
     assert pred.exists()
     # the fitted state is cached: a second run with another results folder does not refit
     again = run(RunConfig(task="brats_flair", method="linear", data_root=str(brats_tiny), results=tmp_path / "res2",
                           device="cpu"))
-    assert again.record["timing"]["fit_cached"] is True
-    assert again.record["cases"].keys() == rec["cases"].keys()
-    first = next(iter(rec["cases"]))
-    assert again.record["cases"][first]["scores"] == rec["cases"][first]["scores"]
+    assert again.record.timing["fit_cached"] is True
+    assert again.record.cases.keys() == rec.cases.keys()
+    first = next(iter(rec.cases))
+    assert again.record.cases[first].scores == rec.cases[first].scores
 
 
 def test_failures_are_isolated_and_reported(brats_tiny: Path, methods_file: Path, tmp_path: Path) -> None:
@@ -106,10 +111,10 @@ def test_failures_are_isolated_and_reported(brats_tiny: Path, methods_file: Path
     assert len(failed) == 4, failed
     messages = " | ".join(failed.values())
     assert "raised RuntimeError" in messages and "boom" in messages
-    assert "returned shape" in messages and "NaN/Inf" in messages and "dtype int16" in messages
-    ok = [c for c in outcome.record["cases"].values() if c["status"] == "ok"]
-    assert len(ok) == len(outcome.record["cases"]) - 4 and ok
-    assert outcome.record["status"] == "complete_with_failures"
+    assert "shape (" in messages and "non-finite voxel" in messages and "dtype int16" in messages
+    ok = [c for c in outcome.record.cases.values() if c.status == "ok"]
+    assert len(ok) == len(outcome.record.cases) - 4 and ok
+    assert outcome.record.status == "complete_with_failures"
 
 
 def test_cli_exit_code_names_failed_cases(brats_tiny: Path, methods_file: Path, tmp_path: Path,
@@ -147,16 +152,16 @@ def test_kill_minus_nine_then_resume_records_every_case_once(brats_tiny: Path, m
     assert done_before >= 2, proc.stderr.read().decode()[-2000:]
     record_path = next(results.rglob("*.json"))
     partial = load_record(record_path)  # never torn
-    assert partial["status"] == "running"
-    n_partial = len(partial["cases"])
+    assert partial.status == "running"
+    n_partial = len(partial.cases)
     n_logged_first = len(log.read_text().splitlines())
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert second.returncode == 0, second.stderr[-2000:]
     final = load_record(record_path)
-    assert final["status"] == "complete"
-    assert sorted(final["cases"]) == sorted(final["split"]["test_ids"])
-    assert all(c["status"] == "ok" for c in final["cases"].values())
-    n_test = len(final["split"]["test_ids"])
+    assert final.status == "complete"
+    assert sorted(final.cases) == sorted(final.split.test_ids)
+    assert all(c.status == "ok" for c in final.cases.values())
+    n_test = len(final.split.test_ids)
     assert n_partial < n_test
     predicted_second = len(log.read_text().splitlines()) - n_logged_first
     assert predicted_second == n_test - n_partial  # done cases were skipped, the rest ran once
@@ -224,7 +229,7 @@ def test_third_party_plugin_installed_by_entry_point(brats_tiny: Path, tmp_path:
         assert ran.returncode == 0, ran.stdout + ran.stderr
         assert "psnr" in ran.stdout and "toy_plugin" in ran.stdout
         record = load_record(next((tmp_path / "res").rglob("*.json")))
-        assert record["method"]["card"]["licence"] == "MIT"
+        assert record.method.card["licence"] == "MIT"
     finally:
         subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "-q", "cmsbench-toy-plugin"],
                        capture_output=True, timeout=300)
@@ -244,7 +249,7 @@ def test_method_given_as_module_path_and_unknown_names(brats_tiny: Path, tmp_pat
 def test_fitted_state_loads_without_executing_code(brats_tiny: Path, tmp_path: Path) -> None:
     outcome = run(RunConfig(task="brats_flair", method="linear", data_root=str(brats_tiny), results=tmp_path / "r",
                             device="cpu"))
-    state_dir = Path(outcome.record["fitted_state"])
+    state_dir = Path(outcome.record.fitted_state)
     assert sorted(p.name for p in state_dir.iterdir()) == ["meta.json", "state.safetensors"]
     json.loads((state_dir / "meta.json").read_text())  # plain JSON
     from safetensors.numpy import load_file
@@ -276,7 +281,8 @@ def test_samples_record_spread_and_nfe_and_are_reproducible(brats_tiny: Path, tm
     config = RunConfig(task="brats_flair", method=f"{path}:NoisyMean", data_root=str(brats_tiny), device="cpu",
                        results=tmp_path / "a", samples=3)
     first = run(config).record
-    case = next(iter(first["cases"].values()))
-    assert case["sample_spread"] > 0.05 and case["timing"]["nfe"] == 12
+    case = next(iter(first.cases.values()))
+    assert case.sample_spread > 0.05 and case.timing["nfe"] == 12
     again = run(RunConfig(**{**config.__dict__, "results": tmp_path / "b"})).record
-    assert again["cases"] == {k: {**v, "timing": again["cases"][k]["timing"]} for k, v in first["cases"].items()}
+    assert {k: v.model_dump(exclude={"timing"}) for k, v in again.cases.items()} == {
+        k: v.model_dump(exclude={"timing"}) for k, v in first.cases.items()}

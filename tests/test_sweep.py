@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cmsbench.benchmark.records import iter_records, load_record
+from cmsbench.results import load, load_record
 from cmsbench.benchmark.runner import RunConfig, run
 from cmsbench.benchmark.sweep import plan_sweep, run_local, run_ray
 from cmsbench.testing import layouts
@@ -27,10 +27,10 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def _scores(results: Path) -> dict[tuple[str, str, int], dict]:
     out = {}
-    for _, rec in iter_records(results):
-        key = (rec["task"]["name"], rec["method"]["name"], rec["seed"])
+    for _, rec in load(results):
+        key = (rec.task.name, rec.method.name, rec.seed)
         assert key not in out, f"duplicate record for {key}"
-        out[key] = {cid: c["scores"] for cid, c in rec["cases"].items()}
+        out[key] = {cid: c.scores for cid, c in rec.cases.items()}
     return out
 
 
@@ -134,7 +134,7 @@ def test_killing_a_ray_worker_loses_nothing_and_duplicates_nothing(roots, tmp_pa
         pids = sorted(pid_dir.glob("*.pid"))
         if pids and partial:
             rec = load_record(partial[0])
-            if len(rec["cases"]) >= 1:
+            if len(rec.cases) >= 1:
                 killed = int(pids[0].stem)
                 os.kill(killed, signal.SIGKILL)
                 break
@@ -143,8 +143,8 @@ def test_killing_a_ray_worker_loses_nothing_and_duplicates_nothing(roots, tmp_pa
     assert not errors, errors
     assert killed is not None, "no worker was seen running"
     assert all(j.state == "ok" for j in plan.jobs), [(j.key, j.state, j.error) for j in plan.jobs]
-    records = list(iter_records(tmp_path / "res"))
+    records = list(load(tmp_path / "res"))
     assert len(records) == 2
     for _, rec in records:
-        assert rec["status"] == "complete"
-        assert sorted(rec["cases"]) == sorted(rec["split"]["test_ids"])
+        assert rec.status == "complete"
+        assert sorted(rec.cases) == sorted(rec.split.test_ids)

@@ -6,7 +6,10 @@ resolved on first use.
 - :func:`score_case`, :class:`CaseScore`, :func:`available_modes` (``cmsbench.benchmark.scorer``)
 - metrics: ``cmsbench.benchmark.metrics`` (``ssim``, ``pixel``, ``msssim``, ``regions``, ``clinical``,
   ``fused``, ``lpips``)
-- compatibility modes: ``cmsbench.benchmark.compat``
+- the metric, region and mode registries: ``cmsbench.benchmark.metrics.registry`` (API in
+  ``cmsbench.benchmark.metrics.api``, built-ins in ``cmsbench.benchmark.metrics.builtin``)
+- compatibility modes: ``cmsbench.benchmark.modes`` (registered objects), ``cmsbench.benchmark.compat``
+- the prediction contract: ``cmsbench.benchmark.contract``
 - timing: :class:`Timer`, :func:`time_call`, :class:`PhaseTimer`, :func:`peak_memory`
   (``cmsbench.benchmark.timing``)
 """

@@ -4,18 +4,22 @@ Guarantees: a failure in one case (the method raises, returns the wrong shape/dt
 the case's files are broken) is recorded with its reason and the other cases still run; the record is
 rewritten atomically after every case, so re-running the same command after an interruption (Ctrl-C,
 kill -9) skips the cases already done and finishes the rest, each case exactly once.
+
+A run is identified by its :class:`~cmsbench.results.RunIdentity` (:func:`resolve_run`, shared with sweep
+planning): the method is recorded by its card name and version, never by the string that found it.
+While one case is predicted and scored, the next one is read in a background thread (a bounded
+prefetch of one case), so scoring costs little more than reading the files.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
-import re
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,10 +29,12 @@ import numpy as np
 
 from cmsbench.baselines.base import Method
 from cmsbench.baselines.registry import get_method_class
+from cmsbench.benchmark.contract import check_prediction
 from cmsbench.benchmark.environment import environment, resolve_device
-from cmsbench.benchmark.records import SCHEMA, load_record, write_json_atomic
 from cmsbench.errors import CmsbenchError, DataError, MethodError
 from cmsbench.paths import cache_home
+from cmsbench.results import CaseRecord, RunIdentity, RunRecord, load_record
+from cmsbench.results.identity import digest, method_label
 from cmsbench.tasks.dataset import Dataset, open_dataset
 from cmsbench.tasks.datasource import resolve_data_root
 from cmsbench.tasks.registry import get_task
@@ -56,6 +62,9 @@ class RunConfig:
     samples: int = 1
     max_cases: int | None = None
     refit: bool = False
+    metrics: tuple[str, ...] = ()  # extra metrics scored besides the task's
+    regions: tuple[str, ...] = ()  # extra regions scored besides the task's
+    prefetch: bool = True
 
 
 @dataclass
@@ -63,11 +72,11 @@ class RunOutcome:
     """Where the record is, the record itself, and the cases that failed."""
 
     path: Path
-    record: dict[str, Any]
+    record: RunRecord
 
     @property
     def failed(self) -> dict[str, str]:
-        return {cid: c.get("error", "") for cid, c in self.record["cases"].items() if c.get("status") != "ok"}
+        return self.record.failed_cases()
 
 
 class LazyCases(Sequence[Case]):
@@ -90,15 +99,6 @@ class LazyCases(Sequence[Case]):
             yield self[i]
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def method_label(name: str) -> str:
-    """A file-system-safe folder name for a method given by name, ``module:Class`` or ``file.py:Class``."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.split("/")[-1]).strip("_") or "method"
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (if imported)."""
     random.seed(seed)
@@ -117,47 +117,80 @@ def case_seed(seed: int, case_id: str) -> int:
 
 
 def validate_prediction(prediction: Any, target: Volume, case_id: str, method: str) -> Volume:
-    """Check a method's output against the target grid; a :class:`MethodError` says what is wrong."""
+    """A method's output checked against the prediction contract (:mod:`cmsbench.benchmark.contract`)."""
     if not isinstance(prediction, Volume):
-        raise MethodError(f"{method} returned {type(prediction).__name__} for case {case_id!r}, not a Volume")
-    data = np.asarray(prediction.data)
-    if data.shape != target.shape:
-        raise MethodError(f"{method} returned shape {data.shape} for case {case_id!r}; the target has shape {target.shape}")
-    if not np.issubdtype(data.dtype, np.floating):
-        raise MethodError(f"{method} returned dtype {data.dtype} for case {case_id!r}; a floating-point volume is expected")
-    bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
-    if bad:
-        raise MethodError(f"{method} returned {bad} NaN/Inf voxel(s) for case {case_id!r}")
-    if not np.allclose(prediction.affine, target.affine, atol=1e-3):
-        raise MethodError(f"{method} returned a volume whose affine differs from the target's for case {case_id!r}; "
-                          "predict on the inputs' grid")
+        raise MethodError(f"method {method!r} returned {type(prediction).__name__} for case {case_id!r}, not a Volume")
+    check_prediction(prediction.data, target.shape, case_id=case_id, source=f"method {method!r}",
+                     affine=prediction.affine, target_affine=target.affine)
     return prediction
 
 
 def fitted_state_dir(task: TaskSpec, method_name: str, method_cls: type[Method], options: Mapping[str, Any],
                      seed: int, split_hash: str, data_fingerprint: str) -> Path:
-    """Cache folder of a fitted state, keyed by task, method, options, seed, split and data."""
-    key = _digest({"task": task.fingerprint(), "method": method_name, "version": method_cls.card.version,
-                   "options": dict(options), "seed": seed, "split": split_hash, "data": data_fingerprint})
-    return cache_home() / "fitted" / method_label(method_name) / key
+    """Cache folder of a fitted state, keyed by task, method card, options, seed, split and data."""
+    key = digest({"task": task.fingerprint(), "method": method_cls.card.name, "version": method_cls.card.version,
+                  "options": dict(options), "seed": seed, "split": split_hash, "data": data_fingerprint})
+    return cache_home() / "fitted" / method_label(method_cls.card.name) / key
 
 
-def _prepare(config: RunConfig) -> tuple[TaskSpec, type[Method], Dataset]:
+@dataclass
+class ResolvedRun:
+    """A configuration resolved to its task, method class, dataset, identity and record path."""
+
+    config: RunConfig
+    task: TaskSpec
+    method_cls: type[Method]
+    options: dict[str, Any]
+    dataset: Dataset
+    identity: RunIdentity
+
+    @property
+    def path(self) -> Path:
+        return (Path(self.config.results) / self.task.name / method_label(self.method_cls.card.name)
+                / f"{self.identity.run_id()}.json")
+
+
+def resolve_task(config: RunConfig) -> TaskSpec:
+    """The task of a configuration, with its parameters, split variant and extra metrics/regions."""
     task = get_task(config.task)
     if config.task_parameters:
         task = task.with_parameters(**config.task_parameters)
     task = task.with_split(config.split_variant)
+    return task.with_scoring(tuple(config.metrics), tuple(config.regions))
+
+
+def resolve_run(config: RunConfig, *, dataset: Dataset | None = None) -> ResolvedRun:
+    """Validate names (task, method, options, mode, metrics, regions) and build the run identity.
+
+    Nothing is fitted; the dataset listing is read (its fingerprint is part of the identity).
+    """
+    from cmsbench.benchmark.metrics.registry import validate_names
+
+    task = resolve_task(config)
+    validate_names(task, config.mode)
     method_cls = get_method_class(config.method)
-    method_cls(**config.options)  # validate options before touching data
-    root, is_phantom = resolve_data_root(task, config.data_root)
-    if is_phantom:
-        log.warning("no --data-root given: task %r runs on the embedded phantom dataset at %s "
-                    "(numbers are phantom numbers, not %s numbers)", task.name, root, task.dataset.name)
-    return task, method_cls, open_dataset(task, root)
+    options = dict(method_cls(**config.options).options)  # validates options; full options incl. defaults
+    if dataset is None:
+        root, is_phantom = resolve_data_root(task, config.data_root)
+        if is_phantom:
+            log.warning("no --data-root given: task %r runs on the embedded phantom dataset at %s "
+                        "(numbers are phantom numbers, not %s numbers)", task.name, root, task.dataset.name)
+        dataset = open_dataset(task, root)
+    if task.superseded_by:
+        log.warning("task %r is superseded by %r; its numbers stay valid but new work should use the newer task",
+                    task.name, task.superseded_by)
+    identity = RunIdentity(
+        task=task.name, task_fingerprint=task.fingerprint(), method=method_cls.card.name,
+        method_version=method_cls.card.version, options=options, seed=config.seed,
+        split_hash=dataset.split.test_hash, data_fingerprint=dataset.fingerprint(), samples=config.samples,
+        mode=config.mode, max_cases=config.max_cases,
+    )
+    return ResolvedRun(config, task, method_cls, options, dataset, identity)
 
 
-def _fit(method_cls: type[Method], config: RunConfig, task: TaskSpec, dataset: Dataset, device: str) -> tuple[Method, dict[str, Any]]:
-    folder = fitted_state_dir(task, config.method, method_cls, config.options, config.seed,
+def _fit(resolved: ResolvedRun, device: str) -> tuple[Method, dict[str, Any]]:
+    config, method_cls, dataset = resolved.config, resolved.method_cls, resolved.dataset
+    folder = fitted_state_dir(resolved.task, config.method, method_cls, resolved.options, config.seed,
                               dataset.split.test_hash, dataset.fingerprint())
     info: dict[str, Any] = {"state_dir": str(folder)}
     if not config.refit and (folder / "meta.json").exists():
@@ -165,156 +198,226 @@ def _fit(method_cls: type[Method], config: RunConfig, task: TaskSpec, dataset: D
         method.device = device
         info.update(cached=True, fit_s=0.0)
         return method, info
+    from cmsbench.benchmark.timing import Timer
+
     method = method_cls(**config.options)
     seed_everything(config.seed)
-    start = time.perf_counter()
     train = LazyCases(dataset, dataset.case_ids("train"))
     val = LazyCases(dataset, dataset.case_ids("val"))
-    returned = method.fit(train, val, device=device, seed=config.seed)
+    name = method_cls.card.name
+    with Timer(device) as timer:
+        try:
+            returned = method.fit(train, val, device=device, seed=config.seed)
+        except CmsbenchError:
+            raise
+        except Exception as exc:  # a plugin may raise anything: name it, no traceback for the user
+            tail = "".join(traceback.format_exception(exc)[-3:]).strip()
+            raise MethodError(f"method {name!r} raised {type(exc).__name__} in fit: {exc}\n{tail}") from exc
     if returned is not method:
-        raise MethodError(f"{config.method}.fit must return the method itself (got {type(returned).__name__})")
-    info.update(cached=False, fit_s=time.perf_counter() - start)
+        raise MethodError(f"{name}.fit must return the method itself (got {type(returned).__name__})")
+    info.update(cached=False, fit_s=timer.seconds)
     method.save(folder)
     return method, info
 
 
-def _base_record(config: RunConfig, task: TaskSpec, method: Method, method_cls: type[Method], dataset: Dataset,
-                 device: str, run_id: str) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA,
-        "run_id": run_id,
-        "status": "running",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "task": {"name": task.name, "version": task.version, "fingerprint": task.fingerprint(),
-                 "parameters": dict(task.parameters), "split_variant": config.split_variant, "spec": task.to_dict()},
-        "method": {"name": config.method, "version": method_cls.card.version, "options": dict(method.options),
-                   "card": method_cls.card.to_dict()},
-        "seed": config.seed,
-        "samples": config.samples,
-        "split": {"test_hash": dataset.split.test_hash, "counts": dataset.split.counts(),
-                  "test_ids": list(dataset.split.test)},
-        "data": dataset.describe_source(),
-        "environment": environment(device),
-        "scoring": {"mode": config.mode},
-        "timing": {},
-        "memory": {},
-        "cases": {},
-    }
+def new_record(task: TaskSpec, dataset: Dataset, identity: RunIdentity, method: Mapping[str, Any], *,
+               split_variant: str, device: str, partial: bool = False, prediction_units: str | None = None) -> RunRecord:
+    """A fresh ``running`` record for ``identity`` (used by :func:`run` and ``cmsbench score``)."""
+    from cmsbench.benchmark.scorer import metric_infos
+
+    return RunRecord(
+        run_id=identity.run_id(),
+        status="running",
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        identity=identity,
+        task={"name": task.name, "version": task.version, "fingerprint": task.fingerprint(),
+              "parameters": dict(task.parameters), "split_variant": split_variant, "spec": task.to_dict()},
+        method=dict(method),
+        seed=identity.seed,
+        samples=identity.samples,
+        split={"test_hash": dataset.split.test_hash, "counts": dataset.split.counts(),
+               "test_ids": list(dataset.split.test)},
+        data=dataset.describe_source(),
+        environment=environment(device),
+        scoring={"mode": identity.mode, "metrics": metric_infos(task, identity.mode),
+                 "prediction_units": prediction_units},
+        partial=partial,
+    )
+
+
+def _new_record(resolved: ResolvedRun, method: Method, device: str) -> RunRecord:
+    config, cls = resolved.config, resolved.method_cls
+    return new_record(resolved.task, resolved.dataset, resolved.identity,
+                      {"name": cls.card.name, "version": cls.card.version, "options": dict(method.options),
+                       "card": cls.card.to_dict(), "entry": config.method},
+                      split_variant=config.split_variant, device=device,
+                      partial=config.max_cases is not None and config.max_cases < len(resolved.dataset.split.test))
+
+
+class Prefetcher:
+    """Load case ``ids[i+1]`` in a background thread while case ``ids[i]`` is processed (bounded: one ahead)."""
+
+    def __init__(self, load: Callable[[str], Case], ids: Sequence[str], enabled: bool = True) -> None:
+        self.load, self.ids = load, list(ids)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmsbench-prefetch") if enabled else None
+        self.pending: dict[str, Future] = {}
+
+    def _submit(self, index: int) -> None:
+        if self.pool is not None and index < len(self.ids) and self.ids[index] not in self.pending:
+            self.pending[self.ids[index]] = self.pool.submit(self.load, self.ids[index])
+
+    def get(self, index: int) -> Case:
+        """The case at ``index`` (raises what loading raised); starts reading the next one."""
+        cid = self.ids[index]
+        self._submit(index)
+        self._submit(index + 1)
+        if self.pool is None:
+            return self.load(cid)
+        return self.pending.pop(cid).result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            for fut in self.pending.values():
+                fut.cancel()
+            self.pool.shutdown(wait=True)
 
 
 def run(config: RunConfig, progress: Callable[[int, int, str], None] | None = None) -> RunOutcome:
     """Run one (task, method, seed) and return the record; resumes an interrupted run of the same config."""
-    from cmsbench.benchmark.scorer import score_case
+    from cmsbench.benchmark.setmetrics import SetMetricCollector
     from cmsbench.benchmark.timing import peak_memory
 
     device = resolve_device(config.device)
     t0 = time.perf_counter()
-    task, method_cls, dataset = _prepare(config)
+    resolved = resolve_run(config)
     load_s = time.perf_counter() - t0
-    run_id = _digest({"task": task.fingerprint(), "method": config.method, "version": method_cls.card.version,
-                      "options": config.options, "seed": config.seed, "split": dataset.split.test_hash,
-                      "data": dataset.fingerprint(), "mode": config.mode, "samples": config.samples})
-    path = Path(config.results) / task.name / method_label(config.method) / f"{run_id}.json"
+    path = resolved.path
+    dataset = resolved.dataset
     test_ids = list(dataset.case_ids("test"))
     if config.max_cases is not None:
         test_ids = test_ids[: config.max_cases]
 
-    record: dict[str, Any] | None = None
+    record: RunRecord | None = None
     if path.exists():
         try:
             record = load_record(path)
         except DataError as exc:
             log.warning("ignoring unreadable record %s (%s); starting again", path, exc)
-    done = {cid for cid, c in (record or {}).get("cases", {}).items() if c.get("status") == "ok"}
-    if record is not None and all(cid in done for cid in test_ids):
-        log.info("run %s is already complete: %s", run_id, path)
+    done = set(record.ok_cases()) if record is not None else set()
+    collector = SetMetricCollector(resolved.task, path)
+    if record is not None and all(cid in done for cid in test_ids) and record.status != "running":
+        log.info("run %s is already complete: %s", record.run_id, path)
         return RunOutcome(path, record)
 
-    method, fit_info = _fit(method_cls, config, task, dataset, device)
+    method, fit_info = _fit(resolved, device)
     if record is None:
-        record = _base_record(config, task, method, method_cls, dataset, device, run_id)
+        record = _new_record(resolved, method, device)
     elif done:
         log.warning("resuming %s: %d of %d cases already done", path, len(done), len(test_ids))
-    record["status"] = "running"
-    record["timing"].update({"load_s": load_s, "fit_s": fit_info["fit_s"], "fit_cached": fit_info["cached"]})
-    record["fitted_state"] = fit_info["state_dir"]
-    write_json_atomic(path, record)
+    record.status = "running"
+    record.timing.update({"load_s": load_s, "fit_s": fit_info["fit_s"], "fit_cached": fit_info["cached"]})
+    record.fitted_state = fit_info["state_dir"]
+    record.write(path)
 
-    pred_dir = path.with_suffix("").with_name(f"{run_id}_predictions")
+    pred_dir = path.with_suffix("").with_name(f"{record.run_id}_predictions")
     todo = [cid for cid in test_ids if cid not in done]
-    for index, case_id in enumerate(todo):
-        if progress:
-            progress(index, len(todo), case_id)
-        entry = _run_case(case_id, dataset, method, config, task, pred_dir, score_case, record)
-        record["cases"][case_id] = entry
-        record["memory"] = peak_memory(device)
-        write_json_atomic(path, record)
+    prefetch = Prefetcher(dataset.load_case, todo, enabled=config.prefetch and len(todo) > 1)
+    try:
+        for index, case_id in enumerate(todo):
+            if progress:
+                progress(index, len(todo), case_id)
+            entry = _run_case(index, case_id, prefetch, method, resolved, pred_dir, record, device, collector)
+            record.cases[case_id] = entry
+            record.memory = peak_memory(device)
+            record.write(path)
+    finally:
+        prefetch.close()
     if progress:
         progress(len(todo), len(todo), "")
-    failed = [cid for cid in test_ids if record["cases"].get(cid, {}).get("status") != "ok"]
-    record["status"] = "complete" if not failed else "complete_with_failures"
-    record["timing"]["total_s"] = record["timing"].get("total_s", 0.0) + (time.perf_counter() - t0)
-    write_json_atomic(path, record)
+    record.set_scores = collector.finalize(test_ids, seed=config.seed)
+    failed = [cid for cid in test_ids if cid not in record.cases or not record.cases[cid].ok]
+    record.status = "complete" if not failed else "complete_with_failures"
+    record.timing["total_s"] = float(record.timing.get("total_s", 0.0)) + (time.perf_counter() - t0)
+    record.write(path)
     return RunOutcome(path, record)
 
 
-def _run_case(case_id: str, dataset: Dataset, method: Method, config: RunConfig, task: TaskSpec, pred_dir: Path,
-              score_case: Callable[..., Any], record: dict[str, Any]) -> dict[str, Any]:
+def _run_case(index: int, case_id: str, prefetch: Prefetcher, method: Method, resolved: ResolvedRun,
+              pred_dir: Path, record: RunRecord, device: str, collector: Any) -> CaseRecord:
+    from cmsbench.benchmark.scorer import score_case
+    from cmsbench.benchmark.timing import Timer
+
+    config, task = resolved.config, resolved.task
+    name = resolved.method_cls.card.name
     timing: dict[str, float] = {}
     try:
         t = time.perf_counter()
-        case = dataset.load_case(case_id)
-        timing["load_s"] = time.perf_counter() - t
+        case = prefetch.get(index)
+        timing["load_s"] = time.perf_counter() - t  # time waited for the (prefetched) case
     except CmsbenchError as exc:
-        return {"status": "failed", "stage": "load", "error": str(exc), "timing": timing}
+        return CaseRecord(status="failed", stage="load", error=str(exc), timing=timing)
     assert case.target is not None
     predictions = []
     try:
         for sample in range(max(1, config.samples)):
             seed_everything(case_seed(config.seed + sample, case_id))
-            t = time.perf_counter()
-            out = method.predict(case.inputs)
-            timing.setdefault("predict_s", 0.0)
-            timing["predict_s"] += time.perf_counter() - t
-            predictions.append(validate_prediction(out, case.target, case_id, config.method))
+            with Timer(device) as timer:
+                out = method.predict(case.inputs)
+            timing["predict_s"] = timing.get("predict_s", 0.0) + timer.seconds
+            predictions.append(validate_prediction(out, case.target, case_id, name))
             nfe = getattr(method, "last_nfe", None)
             if nfe is not None:  # denoiser evaluations of a diffusion sampler
                 timing["nfe"] = timing.get("nfe", 0) + int(nfe)
-    except MethodError as exc:
-        return {"status": "failed", "stage": "predict", "error": str(exc), "timing": timing}
+    except CmsbenchError as exc:
+        return CaseRecord(status="failed", stage="predict", error=str(exc), timing=timing)
     except Exception as exc:  # a plugin may raise anything: record it, keep going
         tail = "".join(traceback.format_exception(exc)[-3:]).strip()
-        return {"status": "failed", "stage": "predict",
-                "error": f"{config.method} raised {type(exc).__name__} on case {case_id!r}: {exc}", "traceback": tail,
-                "timing": timing}
+        return CaseRecord(status="failed", stage="predict", traceback=tail, timing=timing,
+                          error=f"{name} raised {type(exc).__name__} on case {case_id!r}: {exc}")
     prediction = predictions[0]
-    entry: dict[str, Any] = {"status": "ok", "timing": timing}
+    extra: dict[str, Any] = {}
     if len(predictions) > 1:
         stack = np.stack([np.asarray(p.data, dtype=np.float32) for p in predictions])
         prediction = prediction.with_data(stack.mean(axis=0))
-        entry["sample_spread"] = float(np.mean(stack.std(axis=0)))
+        extra["sample_spread"] = float(np.mean(stack.std(axis=0)))
     try:
         t = time.perf_counter()
         score = score_case(np.asarray(case.target.data), np.asarray(prediction.data), case.masks, task,
-                           mode=config.mode, case_id=case_id, metadata=case.metadata)
+                           mode=config.mode, case_id=case_id, metadata=case.metadata, device=device)
         timing["score_s"] = time.perf_counter() - t
     except CmsbenchError as exc:
-        return {"status": "failed", "stage": "score", "error": str(exc), "timing": timing}
-    scored = score.to_dict()
-    convention = dict(scored.get("convention") or {})
-    if "suv" in convention:  # case-specific (body weight, dose): kept with the case, not the run's convention
-        entry["suv"] = convention.pop("suv")
-    record["scoring"]["convention"] = convention
-    entry["scores"] = scored.get("values", {})
-    if scored.get("nan_reasons"):
-        entry["nan_reasons"] = scored["nan_reasons"]
-    if scored.get("lesions"):
-        entry["lesions"] = scored["lesions"]
+        return CaseRecord(status="failed", stage="score", error=str(exc), timing=timing)
+    entry = case_entry(score, timing, record)
+    collector.add(case_id, score.features)
+    for key, value in extra.items():
+        setattr(entry, key, value)
     if config.save_predictions:
         from cmsbench.tasks.io.nifti import write_volume
 
         t = time.perf_counter()
         out_path = write_volume(pred_dir / f"{case_id}.nii.gz", prediction)
-        timing["write_s"] = time.perf_counter() - t
-        entry["prediction"] = str(out_path)
+        entry.timing["write_s"] = time.perf_counter() - t
+        entry.prediction = str(out_path)
     return entry
+
+
+def case_entry(score: Any, timing: dict[str, float], record: RunRecord) -> CaseRecord:
+    """A successful case's record from its :class:`~cmsbench.benchmark.scorer.CaseScore`.
+
+    The run's convention is set from the first scored case; a case-specific part (the SUV factor) stays
+    with the case; metric descriptions of a mode's own outputs are added to ``record.scoring.metrics``.
+    """
+    from cmsbench.benchmark.scorer import metric_infos
+    from cmsbench.results import MetricInfo
+
+    convention = dict(score.convention or {})
+    suv = convention.pop("suv", None)
+    if record.scoring.convention is None:
+        record.scoring.convention = convention
+    names = {m for ms in score.values.values() for m in ms}
+    missing = sorted(n for n in names if n not in record.scoring.metrics)
+    if missing:
+        for name, info in metric_infos(None, score.mode, missing).items():
+            record.scoring.metrics[name] = MetricInfo(**info)
+    return CaseRecord(status="ok", timing=timing, scores=score.values, nan_reasons=score.nan_reasons,
+                      lesions=score.lesions, suv=suv)

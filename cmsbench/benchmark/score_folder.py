@@ -1,8 +1,18 @@
 """``cmsbench score``: score a folder of predictions made by any pipeline under the standard protocol.
 
-Predictions are ``<case_id>.nii.gz`` (or ``.nii``) on the target's grid. Missing, extra, misnamed and
-misshapen files are reported by name; every good file is still scored. The output is a result record
-(method ``external:<folder name>``) that the leaderboard reads like any other.
+Predictions are ``<case_id>.nii.gz`` (or ``.nii``) on the target's grid.
+
+- Units (``prediction_units``): ``"dataset"`` (default) means the intensity scale of the dataset's own
+  files, which is what every external pipeline writes; MR predictions are then divided by the ground
+  truth's normalisation divisor, exactly as the target is. ``"task"``: already in the task's units.
+- Files for cases outside the test split (train/val cases, unknown names, non-NIfTI files) are
+  warnings: they are listed and ignored (exit 0).
+- A missing, unreadable, misshapen or non-finite test prediction is an error for that case (exit 1);
+  every good case is still scored.
+- A prediction whose median in the task's main region differs from the target's by more than a factor
+  :data:`SCALE_WARNING_FACTOR` gets a warning naming the case and the likely cause.
+
+The result is a record (method ``external:<folder name>``) that the leaderboard reads like any other.
 """
 
 from __future__ import annotations
@@ -10,28 +20,30 @@ from __future__ import annotations
 import difflib
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from cmsbench.benchmark.environment import environment
-from cmsbench.benchmark.records import SCHEMA, write_json_atomic
+from cmsbench.benchmark.contract import check_prediction
 from cmsbench.errors import CmsbenchError, DataError
+from cmsbench.results import CaseRecord, RunIdentity, RunRecord
 from cmsbench.tasks.dataset import open_dataset
 from cmsbench.tasks.datasource import resolve_data_root
 from cmsbench.tasks.io.nifti import read_nifti
 from cmsbench.tasks.registry import get_task
 
+PREDICTION_UNITS = ("dataset", "task")
+SCALE_WARNING_FACTOR = 10.0
+
 
 @dataclass
 class ScoreFolderResult:
-    """The record written (or that would be), where, and the problems found."""
+    """The record, where it was written, the errors (exit 1) and the warnings (exit 0)."""
 
-    record: dict[str, Any]
+    record: RunRecord
     out: Path | None
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _case_id_of(path: Path) -> str:
@@ -42,74 +54,111 @@ def _case_id_of(path: Path) -> str:
     return name
 
 
+def _scale_warning(case_id: str, target: np.ndarray, prediction: np.ndarray, mask, units: str) -> str | None:
+    t = target if mask is None else target[mask]
+    p = prediction if mask is None else prediction[mask]
+    if t.size == 0:
+        return None
+    mt, mp = float(np.median(t)), float(np.median(p))
+    if mt == 0 or mp == 0 or not (np.isfinite(mt) and np.isfinite(mp)):
+        return None
+    ratio = mp / mt
+    if 1 / SCALE_WARNING_FACTOR <= abs(ratio) <= SCALE_WARNING_FACTOR:
+        return None
+    other = "task" if units == "dataset" else "dataset"
+    return (f"case {case_id!r}: the prediction's median in the main region is {ratio:.3g} x the target's; "
+            f"likely the wrong intensity scale (predictions read as '{units}' units; if they are in {other} "
+            f"units pass --prediction-units {other}, or check the pipeline's output scaling)")
+
+
 def score_folder(task_name: str, predictions: Path, *, data_root: str | None = None, mode: str = "default",
-                 out: Path | None = None, prediction_units: str = "task", split: str = "default") -> ScoreFolderResult:
+                 out: Path | None = None, prediction_units: str = "dataset",
+                 split: str = "default") -> ScoreFolderResult:
     """Score ``predictions`` against ``task``'s test split; see the module docstring."""
+    from cmsbench.benchmark.metrics.regions import build_region
+    from cmsbench.benchmark.metrics.registry import validate_names
+    from cmsbench.benchmark.runner import Prefetcher, case_entry, new_record
     from cmsbench.benchmark.scorer import score_case
 
+    if prediction_units == "raw":  # the 0.1 spelling
+        prediction_units = "dataset"
+    if prediction_units not in PREDICTION_UNITS:
+        raise CmsbenchError(f"unknown prediction units {prediction_units!r}; use one of {PREDICTION_UNITS}")
     task = get_task(task_name).with_split(split)
+    validate_names(task, mode)
     if not predictions.is_dir():
         raise DataError(f"predictions folder {predictions} does not exist")
     root, _ = resolve_data_root(task, data_root)
     dataset = open_dataset(task, root)
     test_ids = list(dataset.split.test)
-    files = {_case_id_of(p): p for p in sorted(predictions.iterdir())
-             if p.is_file() and p.name.endswith((".nii.gz", ".nii"))}
-    others = [p.name for p in sorted(predictions.iterdir()) if p.is_file() and not p.name.endswith((".nii.gz", ".nii"))]
-    problems: list[str] = [f"{name}: not a NIfTI file (expected <case_id>.nii.gz); ignored" for name in others]
+    entries = sorted(predictions.iterdir())
+    files = {_case_id_of(p): p for p in entries if p.is_file() and p.name.endswith((".nii.gz", ".nii"))}
+    warnings = [f"{p.name}: not a NIfTI file (expected <case_id>.nii.gz); ignored"
+                for p in entries if p.is_file() and not p.name.endswith((".nii.gz", ".nii"))]
     all_ids = set(dataset.refs)
     for cid in sorted(set(files) - set(test_ids)):
         if cid in all_ids:
-            problems.append(f"{files[cid].name}: case {cid!r} is not in the test split (it is a train/val case); ignored")
+            warnings.append(f"{files[cid].name}: case {cid!r} is not in the test split (a train/val case); ignored")
         else:
             close = difflib.get_close_matches(cid, test_ids, n=1, cutoff=0.6)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            problems.append(f"{files[cid].name}: no test case named {cid!r}; ignored.{hint}")
-    record: dict[str, Any] = {
-        "schema": SCHEMA, "run_id": f"external-{predictions.name}", "status": "running",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "task": {"name": task.name, "version": task.version, "fingerprint": task.fingerprint(),
-                 "parameters": dict(task.parameters), "split_variant": split, "spec": task.to_dict()},
-        "method": {"name": f"external:{predictions.name}", "version": "", "options": {},
-                   "card": {"summary": f"predictions from {predictions}"}},
-        "seed": None, "samples": 1,
-        "split": {"test_hash": dataset.split.test_hash, "counts": dataset.split.counts(), "test_ids": test_ids},
-        "data": dataset.describe_source(), "environment": environment("cpu"),
-        "scoring": {"mode": mode, "prediction_units": prediction_units}, "timing": {}, "memory": {}, "cases": {},
-    }
+            warnings.append(f"{files[cid].name}: no test case named {cid!r}; ignored.{hint}")
+    label = f"external:{predictions.name}"
+    identity = RunIdentity(task=task.name, task_fingerprint=task.fingerprint(), method=label, method_version="",
+                           options={"predictions": str(predictions.resolve()), "prediction_units": prediction_units},
+                           seed=None, split_hash=dataset.split.test_hash, data_fingerprint=dataset.fingerprint(),
+                           mode=mode)
+    record = new_record(task, dataset, identity,
+                        {"name": label, "version": "", "options": {}, "card": {"summary": f"predictions from {predictions}"},
+                         "entry": str(predictions)}, split_variant=split, device="cpu",
+                        prediction_units=prediction_units)
+    problems: list[str] = []
+    present = [cid for cid in test_ids if cid in files]
     for cid in test_ids:
         if cid not in files:
             problems.append(f"missing prediction for test case {cid!r} (expected {cid}.nii.gz)")
-            record["cases"][cid] = {"status": "failed", "stage": "predict", "error": "missing prediction file"}
-            continue
-        try:
-            case = dataset.load_case(cid)
-            assert case.target is not None
-            pred = read_nifti(files[cid], modality=task.target, units=task.units, subject=cid)
-            if pred.shape != case.target.shape:
-                raise DataError(f"{files[cid].name}: shape {pred.shape} but the target of {cid!r} has shape "
-                                f"{case.target.shape}; predictions must be on the target's grid")
-            if not np.allclose(pred.affine, case.target.affine, atol=1e-3):
-                raise DataError(f"{files[cid].name}: affine differs from the target's; predictions must be on the "
-                                "target's grid (same affine)")
-            data = np.asarray(pred.data, dtype=np.float32)
-            if prediction_units == "raw" and task.normalisation.kind != "none":
-                data = data / np.float32(case.metadata["normalisation"]["divisors"]["target"])
-            t = time.perf_counter()
-            score = score_case(np.asarray(case.target.data), data, case.masks, task, mode=mode, case_id=cid,
-                               metadata=case.metadata).to_dict()
-            convention = dict(score.get("convention") or {})
-            entry = {"status": "ok", "scores": score.get("values", {}), "nan_reasons": score.get("nan_reasons", {}),
-                     "timing": {"score_s": time.perf_counter() - t}}
-            if "suv" in convention:  # case-specific: kept with the case
-                entry["suv"] = convention.pop("suv")
-            record["scoring"]["convention"] = convention
-            record["cases"][cid] = entry
-        except CmsbenchError as exc:
-            problems.append(str(exc))
-            record["cases"][cid] = {"status": "failed", "stage": "score", "error": str(exc)}
-    record["status"] = "complete" if not problems else "complete_with_failures"
-    record["problems"] = problems
+            record.cases[cid] = CaseRecord(status="failed", stage="predict", error="missing prediction file")
+
+    def load(cid: str):
+        case = dataset.load_case(cid)
+        pred = read_nifti(files[cid], modality=task.target, units=task.units, subject=cid)
+        return case, pred
+
+    prefetch = Prefetcher(load, present)
+    try:
+        for index, cid in enumerate(present):
+            timing: dict[str, float] = {}
+            try:
+                t0 = time.perf_counter()
+                case, pred = prefetch.get(index)
+                timing["load_s"] = time.perf_counter() - t0
+                assert case.target is not None
+                data = check_prediction(pred.data, case.target.shape, case_id=cid, source=f"file {files[cid]}",
+                                        affine=pred.affine, target_affine=case.target.affine)
+                data = np.asarray(data, dtype=np.float32)
+                if prediction_units == "dataset" and task.normalisation.kind != "none":
+                    data = data / np.float32(case.metadata["normalisation"]["divisors"]["target"])
+                target = np.asarray(case.target.data)
+                main = build_region(task.main_region, target, case.masks, case_id=cid)
+                warn = _scale_warning(cid, target, data, main, prediction_units)
+                t1 = time.perf_counter()
+                score = score_case(target, data, case.masks, task, mode=mode, case_id=cid, metadata=case.metadata)
+                timing["score_s"] = time.perf_counter() - t1
+                entry = case_entry(score, timing, record)
+                if warn:
+                    warnings.append(warn)
+                    entry.warnings.append(warn)
+                entry.prediction = str(files[cid])
+                record.cases[cid] = entry
+            except CmsbenchError as exc:
+                problems.append(str(exc))
+                record.cases[cid] = CaseRecord(status="failed", stage="score", error=str(exc), timing=timing)
+    finally:
+        prefetch.close()
+    record.cases = {cid: record.cases[cid] for cid in test_ids if cid in record.cases}
+    record.status = "complete" if not problems else "complete_with_failures"
+    record.problems = problems
+    record.warnings = warnings
     if out is not None:
-        write_json_atomic(out, record)
-    return ScoreFolderResult(record, out, problems)
+        record.write(out)
+    return ScoreFolderResult(record, out, problems, warnings)

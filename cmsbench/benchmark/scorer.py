@@ -12,10 +12,12 @@ Default mode (``mode="default"``): the task's own conventions, all explicit in t
   computed ONCE on the full images and each region's SSIM is its mean over the region's voxels.
 - Regions: :mod:`cmsbench.benchmark.metrics.regions` (``healthy``, ``lesion_ring``, ``bone`` ...).
   An empty region scores NaN with the reason ``"empty mask: <region>"``.
-- Metrics: ``task.metrics`` plus task-specific ones: PET (Bq/mL) ``suvmean_pct_error`` and
-  ``suvmax_pct_error`` in lesion regions (and per lesion); LDCT (adapter ``ldct``) ``psnr_<window>``
-  and ``ssim_<window>`` for the abdomen, chest and head display windows. CT MAE in the body and in
-  bone comes from the task's regions (``body``, ``bone``).
+- Metrics: exactly ``task.metrics``, each resolved through the metric registry
+  (:mod:`cmsbench.benchmark.metrics.registry`; built-ins in :mod:`~cmsbench.benchmark.metrics.builtin`,
+  plugins through the ``cmsbench.metrics`` entry points). Task-specific metrics (PET SUV errors, CT
+  window metrics) are declared in the task spec like any other; a metric that applies to lesion regions
+  only is skipped elsewhere. Set-level metrics are not computed here: their per-case features are
+  returned in ``CaseScore.features`` for the runner to aggregate over the test set.
 - Per-lesion: connected components (26-connectivity) of the lesion mask, largest first, with PSNR,
   MAE, SSIM (mean of the case's map) and, for PET, the SUV errors.
 
@@ -33,30 +35,13 @@ from typing import Any
 import numpy as np
 
 from cmsbench.errors import MetricError, UnknownNameError
+from cmsbench.results.codec import decode_float, encode_float
 
 SCHEMA_VERSION = 1
-BASE_METRICS = ("psnr", "ssim", "mae", "mse", "nmse", "nrmse", "msssim", "lpips")
-PET_METRICS = ("suvmean_pct_error", "suvmax_pct_error")
-LESION_REGIONS = ("lesion", "necrotic", "edema", "enhancing")
 
 
-def _enc(v: Any) -> Any:
-    if v is None:
-        return None
-    v = float(v)
-    if math.isnan(v):
-        return None
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return v
-
-
-def _dec(v: Any) -> float | None:
-    if v is None:
-        return None
-    if isinstance(v, str):
-        return float(v)  # "inf" / "-inf"
-    return float(v)
+_enc = encode_float
+_dec = decode_float
 
 
 @dataclass
@@ -83,6 +68,7 @@ class CaseScore:
     nan_reasons: dict[str, str] = field(default_factory=dict)
     lesions: list[dict[str, Any]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
+    features: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def value(self, region: str, metric: str) -> float:
         """A value as a float (NaN where None); KeyError naming what exists if absent."""
@@ -136,10 +122,10 @@ class CaseScore:
 
 
 def available_modes() -> list[str]:
-    """``["default", <compatibility modes, sorted>]``."""
-    from cmsbench.benchmark.compat import COMPAT_MODES
+    """``["default", <other registered modes, sorted>]``."""
+    from cmsbench.benchmark.metrics.registry import MODES
 
-    return ["default", *sorted(COMPAT_MODES)]
+    return ["default", *sorted(n for n in MODES.names() if n != "default")]
 
 
 def _unknown(kind: str, name: str, known: list[str]) -> UnknownNameError:
@@ -172,35 +158,6 @@ def _check_inputs(
         if m is not None and np.shape(m) != t.shape:
             raise MetricError(f"case {case_id!r}: mask {name!r} has shape {np.shape(m)}, the images {t.shape}")
     return t, p
-
-
-def _task_metrics(task) -> tuple[list[str], list[str], list[str]]:
-    """(region metrics, PET lesion metrics, LDCT window names)."""
-    base = [m for m in task.metrics]
-    pet = list(PET_METRICS) if task.units == "Bq/mL" else []
-    windows = []
-    is_ldct = task.adapter == "ldct" or task.name.startswith("ldct")
-    for m in list(base):
-        if m in PET_METRICS:
-            base.remove(m)
-            if m not in pet:
-                pet.append(m)
-        elif m.startswith(("psnr_", "ssim_")) and m.split("_", 1)[1] in _windows():
-            base.remove(m)
-            windows.append(m.split("_", 1)[1])
-    if is_ldct:
-        windows = list(dict.fromkeys([*windows, *_windows()]))
-    known = list(BASE_METRICS) + list(PET_METRICS)
-    for m in base:
-        if m not in BASE_METRICS:
-            raise _unknown("metric", m, known)
-    return base, pet, windows
-
-
-def _windows() -> list[str]:
-    from cmsbench.benchmark.metrics.clinical import CT_WINDOWS
-
-    return list(CT_WINDOWS)
 
 
 def score_case(
@@ -238,9 +195,9 @@ def score_case(
     masks = dict(masks or {})
     t, p = _check_inputs(target, prediction, masks, case_id)
     if mode != "default":
-        from cmsbench.benchmark.compat import COMPAT_MODES
+        from cmsbench.benchmark.metrics.registry import get_mode
 
-        res = COMPAT_MODES[mode](t, p, masks, task, metadata or {}, case_id, device)
+        res = get_mode(mode).score(t, p, masks, task, metadata or {}, case_id, device)
         values, reasons = {}, dict(res.nan_reasons)
         for region, ms in res.values.items():
             values[region] = {}
@@ -256,158 +213,99 @@ def score_case(
     return _score_default(t, p, masks, task, case_id, metadata or {}, device, ssim_config)
 
 
+
 def _score_default(t, p, masks, task, case_id, metadata, device, ssim_config) -> CaseScore:
     from cmsbench.benchmark.metrics import clinical
     from cmsbench.benchmark.metrics import regions as reg
-    from cmsbench.benchmark.metrics.fused import region_sums
-    from cmsbench.benchmark.metrics.lpips import UNAVAILABLE_REASON, lpips_available, lpips_slices
-    from cmsbench.benchmark.metrics.msssim import ms_ssim
+    from cmsbench.benchmark.metrics.api import CaseContext, MetricUndefined
+    from cmsbench.benchmark.metrics.registry import REGIONS, get_metric, get_region
     from cmsbench.benchmark.metrics.ssim import GAUSSIAN
 
     cfg = ssim_config or GAUSSIAN
     dr = task.data_range
     if dr is None:
         raise MetricError(f"task {task.name!r} has no data range: PSNR/SSIM need an explicit one")
-    window = (float(dr.low), float(dr.high)) if dr.kind == "window" else None
-    if dr.kind == "fixed":
-        if dr.value is None or not dr.value > 0:
-            raise MetricError(f"task {task.name!r}: fixed data range needs a positive value, got {dr.value!r}")
-        L_ssim = float(dr.value)
-    elif dr.kind == "window":
-        L_ssim = window[1] - window[0]
-    elif dr.kind == "gt_range":
-        L_ssim = float(t.max() - t.min())
-    else:
+    if dr.kind == "fixed" and (dr.value is None or not dr.value > 0):
+        raise MetricError(f"task {task.name!r}: fixed data range needs a positive value, got {dr.value!r}")
+    if dr.kind not in ("fixed", "window", "gt_range"):
         raise MetricError(f"task {task.name!r}: unknown data range kind {dr.kind!r}")
 
-    metrics, pet_metrics, windows = _task_metrics(task)
+    metrics = [get_metric(name) for name in task.metrics]
+    case_metrics = [m for m in metrics if m.level == "case"]
+    set_metrics = [m for m in metrics if m.level == "set"]
+    registered = REGIONS.entries()
+    regions = {r: (get_region(r) if r in registered else None) for r in task.regions}
     cache: dict = {}
-    region_masks = {r: reg.build_region(r, t, masks, case_id=case_id, cache=cache) for r in task.regions}
+    region_masks = {}
+    for r, region in regions.items():
+        if region is None:  # a mask the task's own files provide (user tasks)
+            region_masks[r] = reg.build_region(r, t, masks, case_id=case_id, cache=cache)
+        else:
+            region_masks[r] = region.build(t, masks, case_id=case_id, cache=cache)
+    is_lesion = {r: bool(region is not None and region.lesion) for r, region in regions.items()}
+
+    def applies(metric, r: str) -> bool:
+        if metric.needs.lesion_regions_only and not is_lesion[r]:
+            return False
+        return True
+
     reasons: dict[str, str] = {}
     values: dict[str, dict[str, float | None]] = {}
-    nonempty = {}
+    nonempty: dict[str, Any] = {}
     for r, m in region_masks.items():
-        names = metrics + (pet_metrics if r in LESION_REGIONS else [])
-        names += [f"{k}_{w}" for w in windows for k in ("psnr", "ssim")]
+        names = [k.name for k in case_metrics if applies(k, r)]
         if m is not None and not m.any():
             values[r] = {k: None for k in names}
             reasons.update({f"{r}/{k}": f"empty mask: {r}" for k in names})
         else:
             values[r] = {}
             nonempty[r] = m
-    lesion = (
-        reg.lesion_mask(masks, t.shape, case_id)
-        if any(r in LESION_REGIONS or r == "lesion_ring" for r in task.regions)
-        else None
-    )
+    wants_lesions = any(r in ("lesion", "lesion_ring") or is_lesion[r] for r in task.regions)
+    lesion = reg.lesion_mask(masks, t.shape, case_id) if wants_lesions else None
     components = reg.lesion_components(lesion) if lesion is not None and lesion.any() else []
-    want_ssim = "ssim" in metrics or bool(components)
-    L_ssim_ok = L_ssim > 0
-    if want_ssim and not L_ssim_ok:
-        reasons.update({f"{r}/ssim": "ground truth is constant (data range 0)" for r in nonempty})
-    sums = region_sums(
-        t,
-        p,
-        nonempty,
-        ssim_range=L_ssim if (want_ssim and L_ssim_ok) else None,
-        ssim_config=cfg,
-        window=window,
-        keep_map=bool(components),
-        device=device,
-    )
+    want_ssim = "ssim" in task.metrics or bool(components)
+    ctx = CaseContext(t, p, masks, task, case_id=case_id, metadata=metadata, device=device, ssim_config=cfg,
+                      region_masks=nonempty, want_ssim=want_ssim)
+    ctx.cache["keep_map"] = bool(components)
 
-    def region_range(m) -> float:
-        if dr.kind != "gt_range":
-            return L_ssim
-        v = t if m is None else t[m]
-        return float(v.max() - v.min())
-
-    for r, m in nonempty.items():
+    for r in nonempty:
         out = values[r]
-        L = region_range(m)
-        for k in metrics:
-            v: float
-            if k == "mae":
-                v = sums.mae(r)
-            elif k == "mse":
-                v = sums.mse(r)
-            elif k == "nmse":
-                v = sums.nmse(r)
-                if math.isnan(v):
-                    reasons[f"{r}/nmse"] = "ground truth is zero in the region"
-            elif k in ("psnr", "nrmse"):
-                if L > 0:
-                    v = (
-                        (math.sqrt(sums.mse(r)) / L)
-                        if k == "nrmse"
-                        else _psnr(sums.mse(r, clipped=window is not None), L)
-                    )
-                else:
-                    v = float("nan")
-                    reasons[f"{r}/{k}"] = "ground truth is constant in the region (data range 0)"
-            elif k == "ssim":
-                v = sums.ssim(r) if L_ssim_ok else float("nan")
-                if math.isnan(v) and f"{r}/ssim" not in reasons:
-                    reasons[f"{r}/ssim"] = "no voxel of the region inside the SSIM map's valid interior"
-            elif k == "msssim":
-                try:
-                    tt, pp = (np.clip(t, *window), np.clip(p, *window)) if window else (t, p)
-                    v = ms_ssim(tt, pp, L_ssim, mask=m, config=cfg)
-                    if math.isnan(v):
-                        reasons[f"{r}/msssim"] = "a per-scale masked mean was not positive"
-                except MetricError as exc:
-                    v = float("nan")
-                    reasons[f"{r}/msssim"] = str(exc)
-            elif k == "lpips":
+        for metric in case_metrics:
+            if not applies(metric, r):
+                continue
+            try:
+                v = metric.compute(ctx, r)
+                v = float("nan") if v is None else float(v)
+            except MetricUndefined as exc:
                 v = float("nan")
-                if not lpips_available():
-                    reasons[f"{r}/lpips"] = UNAVAILABLE_REASON
-                elif r != "global":
-                    reasons[f"{r}/lpips"] = "LPIPS is only defined on whole slices (region 'global')"
-                else:
-                    lo, hi = window if window else (float(t.min()), float(t.min()) + L_ssim)
-                    try:
-                        v = lpips_slices(t, p, (lo, hi), device=device)
-                    except Exception as exc:  # weights missing / download refused
-                        reasons[f"{r}/lpips"] = f"{UNAVAILABLE_REASON} ({type(exc).__name__}: {exc})"
-            out[k] = v
-        if r in LESION_REGIONS:
-            for k, v in clinical.suv_errors(t[m] if m is not None else t, p[m] if m is not None else p).items():
-                if k in pet_metrics:
-                    out[k] = v
-        for w in windows:
-            lo, hi = clinical.window_bounds(w)
-            ws = _window_sums(t, p, nonempty, lo, hi, cfg, device, cache)
-            out[f"psnr_{w}"] = _psnr(ws.mse(r, clipped=True), hi - lo)
-            out[f"ssim_{w}"] = ws.ssim(r)
+                reasons[f"{r}/{metric.name}"] = exc.reason
+            except MetricError:
+                raise
+            except Exception as exc:  # a plugin metric that raises: NaN with the reason, never a traceback
+                v = float("nan")
+                reasons[f"{r}/{metric.name}"] = f"metric {metric.name!r} raised {type(exc).__name__}: {exc}"
+            out[metric.name] = v
 
     lesions = []
+    per_lesion = [m for m in case_metrics if m.per_lesion is not None]
     for c in components:
-        gt_v, pr_v = c.values(t).astype(np.float64), c.values(p).astype(np.float64)
-        mse = float(np.mean((gt_v - pr_v) ** 2))
-        if window:
-            mse_c = float(np.mean((np.clip(gt_v, *window) - np.clip(pr_v, *window)) ** 2))
-        else:
-            mse_c = mse
-        L = float(gt_v.max() - gt_v.min()) if dr.kind == "gt_range" else L_ssim
-        entry: dict[str, Any] = {
-            "index": c.index,
-            "n_voxels": c.n_voxels,
-            "centroid": [round(x, 3) for x in c.centroid],
-            "psnr": _psnr(mse_c, L) if L > 0 else None,
-            "mae": float(np.mean(np.abs(gt_v - pr_v))),
-        }
-        if sums.ssim_map is not None:
-            sm = c.values(sums.ssim_map)
-            sm = sm[~np.isnan(sm)]
-            entry["ssim"] = float(np.sum(sm, dtype=np.float64) / sm.size) if sm.size else None
-        if pet_metrics:
-            entry.update({k: v for k, v in clinical.suv_errors(gt_v, pr_v).items() if k in pet_metrics})
+        entry: dict[str, Any] = {"index": c.index, "n_voxels": c.n_voxels,
+                                 "centroid": [round(x, 3) for x in c.centroid]}
+        for metric in per_lesion:
+            try:
+                entry[metric.name] = metric.per_lesion(ctx, c)
+            except MetricUndefined:
+                entry[metric.name] = None
         lesions.append(entry)
 
-    # absolute SUV needs metadata: recorded in the convention
+    features: dict[str, dict[str, Any]] = {}
+    for metric in set_metrics:
+        for r in nonempty:
+            if applies(metric, r):
+                features.setdefault(r, {})[metric.name] = metric.features(ctx, r)
+
     suv_note = None
-    if pet_metrics:
+    if any(m.name in ("suvmean_pct_error", "suvmax_pct_error") for m in metrics):
         try:
             suv_note = f"SUV factor {clinical.suv_factor(metadata):.6g} g/Bq (weight / decay-corrected dose)"
         except MetricError as exc:
@@ -417,6 +315,7 @@ def _score_default(t, p, masks, task, case_id, metadata, device, ssim_config) ->
             if v is not None and math.isnan(v):
                 ms[k] = None
                 reasons.setdefault(f"{r}/{k}", "undefined")
+    window = ctx.window
     convention = {
         "mode": "default",
         "units": task.units,
@@ -427,41 +326,30 @@ def _score_default(t, p, masks, task, case_id, metadata, device, ssim_config) ->
         "ssim": cfg.describe() + "; map computed once, region SSIM = mean of the map over the region's voxels",
         "ssim_config": cfg.to_dict(),
         "psnr_perfect": "inf (JSON string 'inf')",
-        "regions": {r: _REGION_TEXT.get(r, "case mask of that name") for r in task.regions},
+        "regions": {r: (region.summary if region is not None else "case mask of that name")
+                    for r, region in regions.items()},
         "per_lesion": "connected components (26-connectivity) of the lesion mask, largest first",
     }
+    windows = {name.split("_", 1)[1] for name in task.metrics
+               if name.startswith(("psnr_", "ssim_")) and name.split("_", 1)[1] in clinical.CT_WINDOWS}
     if windows:
-        convention["ct_windows"] = {w: clinical.CT_WINDOWS[w] for w in windows}
+        convention["ct_windows"] = {w: clinical.CT_WINDOWS[w] for w in clinical.CT_WINDOWS if w in windows}
     if suv_note:
         convention["suv"] = suv_note
-    return CaseScore(case_id, "default", task.name, task.version, convention, values, reasons, lesions)
+    return CaseScore(case_id, "default", task.name, task.version, convention, values, reasons, lesions,
+                     features=features)
 
 
-def _window_sums(t, p, nonempty, lo, hi, cfg, device, cache):
-    from cmsbench.benchmark.metrics.fused import region_sums
+def metric_infos(task, mode: str = "default", names=None) -> dict[str, dict[str, Any]]:
+    """What a record stores about each metric it holds: direction, level, convention, version, source."""
+    from cmsbench.benchmark.metrics.registry import direction_of, get_metric, metric_source
 
-    key = ("_window_sums", lo, hi)
-    if key not in cache:
-        cache[key] = region_sums(t, p, nonempty, ssim_range=hi - lo, ssim_config=cfg, window=(lo, hi), device=device)
-    return cache[key]
-
-
-def _psnr(mse: float, L: float) -> float:
-    from cmsbench.benchmark.metrics.pixel import psnr_from_mse
-
-    return psnr_from_mse(mse, L)
-
-
-_REGION_TEXT = {
-    "global": "every voxel",
-    "brain": "case 'brain' mask",
-    "head": "case 'head' mask",
-    "body": "case 'body' mask",
-    "lesion": "case 'lesion' mask, else union of necrotic/edema/enhancing",
-    "necrotic": "case 'necrotic' mask",
-    "edema": "case 'edema' mask",
-    "enhancing": "case 'enhancing' mask",
-    "healthy": "first of brain/head/body minus the lesion",
-    "lesion_ring": "lesion dilated by a radius-3 ball, minus the lesion, inside brain/head/body",
-    "bone": "ground truth > 300 HU inside 'body'",
-}
+    out: dict[str, dict[str, Any]] = {}
+    if mode == "default" and task is not None:
+        for name in task.metrics:
+            out[name] = get_metric(name).info(metric_source(name))
+    for name in names or ():
+        if name not in out:
+            out[name] = {"direction": direction_of(name, mode), "level": "case", "version": "1",
+                         "source": f"mode {mode}", "convention": f"as computed by mode {mode!r}"}
+    return out

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cmsbench.benchmark.records import iter_records
-from cmsbench.benchmark.runner import RunConfig, run
+from cmsbench.benchmark.runner import RunConfig, resolve_run, run
 from cmsbench.errors import CmsbenchError
+from cmsbench.results import load_record
 
 log = logging.getLogger(__name__)
 
@@ -57,37 +57,45 @@ class SweepPlan:
         return "\n".join(lines)
 
 
-def _expected_root(config: RunConfig) -> str | None:
+def _data_available(config: RunConfig) -> bool:
+    """Whether the run's data exists without generating anything (a phantom not yet written: no)."""
+    from cmsbench.tasks.dataset import PHANTOM_MARKER
     from cmsbench.tasks.datasource import phantom_root
     from cmsbench.tasks.registry import get_task
 
     if config.data_root is not None:
-        return str(Path(config.data_root).expanduser())
+        return Path(config.data_root).expanduser().exists()
     task = get_task(config.task)
-    return str(phantom_root(task.phantom)) if task.phantom else None
+    return bool(task.phantom) and (phantom_root(task.phantom) / PHANTOM_MARKER).exists()
 
 
-def find_complete_record(config: RunConfig, records: Sequence[tuple[Path, dict[str, Any]]]) -> Path | None:
-    """A complete record in the results folder that this configuration would produce, if any."""
-    root = _expected_root(config)
-    for path, rec in records:
-        if (rec.get("status") == "complete" and rec["task"]["name"] == config.task
-                and rec["method"]["name"] == config.method and rec.get("seed") == config.seed
-                and rec["method"].get("options", {}) == {**rec["method"].get("options", {}), **config.options}
-                and rec["task"].get("parameters", {}) == {**rec["task"].get("parameters", {}), **config.task_parameters}
-                and rec["task"].get("split_variant", "default") == config.split_variant
-                and rec.get("scoring", {}).get("mode", "default") == config.mode
-                and (root is None or rec.get("data", {}).get("path") == root)):
-            return path
-    return None
+def find_complete_record(config: RunConfig) -> Path | None:
+    """The complete record this configuration would produce, if it exists (same run identity).
+
+    The identity comes from :func:`~cmsbench.benchmark.runner.resolve_run`, as in the runner itself, so
+    a plan and a run never disagree about what is done.
+    """
+    if not _data_available(config):
+        return None
+    resolved = resolve_run(config)
+    path = resolved.path
+    if not path.is_file():
+        return None
+    try:
+        record = load_record(path)
+    except CmsbenchError:
+        return None
+    return path if record.status == "complete" else None
 
 
 def plan_sweep(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int], *, results: Path,
                data_roots: Mapping[str, str] | None = None, options: Mapping[str, Any] | None = None,
                device: str = "auto", max_cases: int | None = None) -> SweepPlan:
-    """The job list for the grid; jobs with a complete record in ``results`` are marked done."""
+    """The job list for the grid; jobs whose complete record exists in ``results`` are marked done.
+
+    Names, options and modes are validated here, before any job runs.
+    """
     data_roots = dict(data_roots or {})
-    existing = list(iter_records(results)) if Path(results).exists() else []
     plan = SweepPlan()
     for task in tasks:
         for method in methods:
@@ -96,7 +104,7 @@ def plan_sweep(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int
                                    device=device, results=Path(results), options=dict(options or {}),
                                    max_cases=max_cases)
                 job = Job(config)
-                found = find_complete_record(config, existing)
+                found = find_complete_record(config)
                 if found is not None:
                     job.state, job.record = "done", str(found)
                 plan.jobs.append(job)
@@ -120,7 +128,7 @@ def run_job(config: RunConfig) -> dict[str, Any]:
     start = time.perf_counter()
     outcome = run(config)
     return {"record": str(outcome.path), "failed_cases": outcome.failed, "seconds": time.perf_counter() - start,
-            "status": outcome.record["status"]}
+            "status": outcome.record.status}
 
 
 class Progress:
@@ -226,21 +234,3 @@ def run_ray(plan: SweepPlan, *, address: str | None = None, gpus_per_job: float 
         if started_here:
             ray.shutdown()
     return plan
-
-
-def summary_table(plan: SweepPlan) -> str:
-    """Job, state, main metric mean and time, as text."""
-    from cmsbench.benchmark.records import load_record
-    from cmsbench.cli import _table
-    from cmsbench.leaderboard.aggregate import summarise
-
-    rows = []
-    for job in plan.jobs:
-        metric = ""
-        if job.record and Path(job.record).exists():
-            rec = load_record(job.record)
-            spec = rec["task"]["spec"]
-            s = summarise(rec, spec["main_region"], spec["main_metric"])
-            metric = f"{spec['main_metric']}@{spec['main_region']} {s.mean:.4g} (n={s.n})"
-        rows.append([job.key, job.state, metric, f"{job.seconds:.1f}", job.error or ""])
-    return _table(rows, ["job", "state", "main metric", "seconds", "note"])

@@ -4,6 +4,7 @@
   significance groups); every output reads it.
 - :mod:`cmsbench.leaderboard.tables`: Markdown, LaTeX (booktabs), CSV and text tables.
 - :mod:`cmsbench.leaderboard.site`: the static HTML site (jinja2, autoescaped; matplotlib figures).
-- :mod:`cmsbench.leaderboard.synthetic`: result records in the runner's format for tests and demos.
-- :mod:`cmsbench.leaderboard.cli_commands`: ``cmsbench leaderboard`` and ``cmsbench table``.
+
+Records are read through :mod:`cmsbench.results`; synthetic records for tests and demos are in
+:mod:`cmsbench.testing.synthetic`; the commands in :mod:`cmsbench.commands.leaderboard`.
 """

@@ -1,6 +1,9 @@
 """The one aggregation path: every table (CLI, Markdown, LaTeX, CSV, HTML) reads these functions.
 
 Aggregates are recomputed from per-case values in result records; they are never read from a record.
+Records are typed (:class:`cmsbench.results.RunRecord`); a board's per-case values come from the long
+DataFrame of :func:`cmsbench.results.records_frame`. A metric's direction is the one its records state
+(``scoring.metrics``), else the metric registry's, else (records of cmsbench 0.1) the name table below.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from cmsbench.benchmark.records import iter_records, ok_cases
 from cmsbench.errors import UnknownNameError
+from cmsbench.results import ResultSet, RunRecord, load, record_from_dict, records_frame
+from cmsbench.results.identity import canonical
 
 
 @dataclass(frozen=True)
@@ -36,16 +40,14 @@ class Summary:
     ci_method: str = "studentized"
 
 
-def case_values(record: dict[str, Any], region: str, metric: str) -> dict[str, float]:
+def as_record(record: RunRecord | dict[str, Any]) -> RunRecord:
+    """A typed record (dicts, e.g. read with ``json``, are validated)."""
+    return record if isinstance(record, RunRecord) else record_from_dict(record)
+
+
+def case_values(record: RunRecord | dict[str, Any], region: str, metric: str) -> dict[str, float]:
     """case_id -> value for successfully scored cases with a finite value."""
-    out = {}
-    for cid, case in ok_cases(record).items():
-        value = case.get("scores", {}).get(region, {}).get(metric)
-        if isinstance(value, str):  # "inf" as stored in strict JSON
-            value = float(value)
-        if value is not None and math.isfinite(float(value)):
-            out[cid] = float(value)
-    return out
+    return as_record(record).case_values(region, metric)
 
 
 def bootstrap_ci(
@@ -66,21 +68,24 @@ def bootstrap_ci(
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
-def summarise(record: dict[str, Any], region: str, metric: str) -> Summary:
+def summarise(record: RunRecord | dict[str, Any], region: str, metric: str) -> Summary:
     """Mean, std, median and the leaderboard's 95% CI (:data:`CI_METHOD`) of one metric in one region."""
     return summarise_values(list(case_values(record, region, metric).values()), region, metric)
 
 
-def record_regions_metrics(record: dict[str, Any]) -> list[tuple[str, str]]:
+def record_regions_metrics(record: RunRecord | dict[str, Any]) -> list[tuple[str, str]]:
     """(region, metric) pairs present in a record, in the task spec's order."""
-    spec = record.get("task", {}).get("spec", {})
+    record = as_record(record)
+    spec = record.task.spec
     regions = spec.get("regions") or []
     metrics = spec.get("metrics") or []
+    seen_set: set[tuple[str, str]] = set()
     seen: list[tuple[str, str]] = []
-    for case in ok_cases(record).values():
-        for region, values in case.get("scores", {}).items():
+    for case in record.ok_cases().values():
+        for region, values in case.scores.items():
             for metric in values:
-                if (region, metric) not in seen:
+                if (region, metric) not in seen_set:
+                    seen_set.add((region, metric))
                     seen.append((region, metric))
     order = {
         (r, m): (regions.index(r) if r in regions else 99, metrics.index(m) if m in metrics else 99) for r, m in seen
@@ -89,7 +94,8 @@ def record_regions_metrics(record: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 # ============================================================================================ leaderboards
-#: Metric names (the part before the first ``_``) where a larger value is better / worse.
+#: Directions of cmsbench 0.1 metric names (the part before the first ``_``), for records that do not
+#: state their metrics' directions (schema 1); newer records carry them in ``scoring.metrics``.
 HIGHER_IS_BETTER = frozenset({"psnr", "ssim", "msssim", "ms-ssim", "ncc", "pcc", "dice", "lpips_sim"})
 LOWER_IS_BETTER = frozenset({"mae", "mse", "nmse", "rmse", "nrmse", "nmae", "lpips", "fid", "bias", "hd95"})
 
@@ -105,11 +111,19 @@ CI_DESCRIPTION = (
 )
 
 
-def higher_is_better(metric: str) -> bool | None:
-    """True for PSNR/SSIM-like metrics, False for error metrics (MAE, MSE, NMSE, NRMSE), None if unknown.
+def higher_is_better(metric: str, directions: dict[str, bool | None] | None = None) -> bool | None:
+    """True when a larger value is better, False when smaller is, None if unknown.
 
+    ``directions`` (a board's, from its records) wins; then the metric registry; then the 0.1 name table.
     An unknown metric is shown with its statistics but is never ranked, bolded or grouped.
     """
+    if directions is not None and metric in directions:
+        return directions[metric]
+    from cmsbench.benchmark.metrics.registry import direction_of
+
+    registered = direction_of(metric)
+    if registered is not None:
+        return registered == "higher"
     base = metric.lower().split("_")[0]
     if metric.lower() in HIGHER_IS_BETTER or base in HIGHER_IS_BETTER:
         return True
@@ -240,8 +254,7 @@ def wilcoxon_p(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------------------- grouping
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=str)
+_canonical = canonical
 
 
 @dataclass(frozen=True)
@@ -300,18 +313,17 @@ def _run_convention(convention: Any) -> Any:
     return convention
 
 
-def board_key(record: dict[str, Any]) -> BoardKey:
+def board_key(record: RunRecord | dict[str, Any]) -> BoardKey:
     """The comparability key of a record."""
-    task = record.get("task", {})
-    scoring = record.get("scoring", {})
+    record = as_record(record)
     return BoardKey(
-        task=str(task.get("name", "?")),
-        data_kind=str(record.get("data", {}).get("kind", "unknown")),
-        task_version=str(task.get("version", "?")),
-        parameters=_canonical(task.get("parameters") or {}),
-        split_hash=str(record.get("split", {}).get("test_hash", "?")),
-        mode=str(scoring.get("mode", "default")),
-        convention=_canonical(_run_convention(scoring.get("convention"))),
+        task=record.task.name,
+        data_kind=record.data.kind,
+        task_version=record.task.version,
+        parameters=_canonical(record.task.parameters),
+        split_hash=record.split.test_hash,
+        mode=record.scoring.mode,
+        convention=_canonical(_run_convention(record.scoring.convention)),
     )
 
 
@@ -332,66 +344,64 @@ class Entry:
     options: dict[str, Any]
     card: dict[str, Any]
     label: str
-    records: list[tuple[Path | None, dict[str, Any]]]
+    records: list[tuple[Path | None, RunRecord]]
+    _values: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict, repr=False)
 
     @property
     def seeds(self) -> list[Any]:
-        return [rec.get("seed") for _, rec in self.records]
+        return [rec.seed for _, rec in self.records]
 
     def seed_values(self, region: str, metric: str) -> list[dict[str, float]]:
         """Per seed: case_id -> finite value."""
-        return [case_values(rec, region, metric) for _, rec in self.records]
+        return [rec.case_values(region, metric) for _, rec in self.records]
+
+    def _table(self) -> dict[tuple[str, str], dict[str, float]]:
+        """(region, metric) -> case -> value averaged over seeds (NaN dropped, +-inf kept), from the frame."""
+        if not self._values and self.records:
+            frame = records_frame(rec for _, rec in self.records)
+            frame = frame[frame["value"].notna()]
+            if len(frame):
+                means = frame.groupby(["region", "metric", "case"], sort=False)["value"].mean()
+                for (region, metric, case), value in means.items():
+                    self._values.setdefault((region, metric), {})[case] = float(value)
+            self._values.setdefault(("", ""), {})
+        return self._values
 
     def raw_values(self, region: str, metric: str) -> dict[str, float]:
         """case_id -> value averaged over seeds, keeping +-inf (used for per-case ranks)."""
-        acc: dict[str, list[float]] = {}
-        for _, rec in self.records:
-            for cid, case in ok_cases(rec).items():
-                v = _as_float(case.get("scores", {}).get(region, {}).get(metric))
-                if not math.isnan(v):
-                    acc.setdefault(cid, []).append(v)
-        return {cid: float(np.mean(v)) for cid, v in acc.items()}
+        return dict(self._table().get((region, metric), {}))
 
     def values(self, region: str, metric: str) -> dict[str, float]:
         """case_id -> finite value, averaged over the seeds that scored the case."""
-        return {cid: v for cid, v in self.raw_values(region, metric).items() if math.isfinite(v)}
+        return {cid: v for cid, v in self._table().get((region, metric), {}).items() if math.isfinite(v)}
 
     def n_cases(self) -> int:
-        return len({cid for _, rec in self.records for cid in rec.get("cases", {})})
+        return len({cid for _, rec in self.records for cid in rec.cases})
 
     def n_failed(self) -> int:
         """Cases that failed in at least one seed."""
-        return len(
-            {cid for _, rec in self.records for cid, c in rec.get("cases", {}).items() if c.get("status") != "ok"}
-        )
+        return len({cid for _, rec in self.records for cid, c in rec.cases.items() if c.status != "ok"})
 
     def predict_s_per_case(self) -> float:
         """Mean predict time per successful case (s), over seeds."""
-        times = [
-            float(c["timing"]["predict_s"])
-            for _, rec in self.records
-            for c in ok_cases(rec).values()
-            if isinstance(c.get("timing", {}).get("predict_s"), (int, float))
-        ]
+        times = [float(c.timing["predict_s"]) for _, rec in self.records for c in rec.ok_cases().values()
+                 if isinstance(c.timing.get("predict_s"), (int, float))]
         return float(np.mean(times)) if times else float("nan")
 
     def fit_s(self) -> float:
         """Mean fit time over seeds (s); NaN when every seed reused a cached fitted state."""
-        times = [
-            float(rec["timing"]["fit_s"])
-            for _, rec in self.records
-            if isinstance(rec.get("timing", {}).get("fit_s"), (int, float)) and not rec["timing"].get("fit_cached")
-        ]
+        times = [float(rec.timing["fit_s"]) for _, rec in self.records
+                 if isinstance(rec.timing.get("fit_s"), (int, float)) and not rec.timing.get("fit_cached")]
         return float(np.mean(times)) if times else float("nan")
 
     def fit_cached(self) -> bool:
-        return any(rec.get("timing", {}).get("fit_cached") for _, rec in self.records)
+        return any(rec.timing.get("fit_cached") for _, rec in self.records)
 
     def memory_mb(self) -> dict[str, float]:
         """Peak memory in MB per kind (``host``, ``gpu``), the largest over seeds."""
         out: dict[str, float] = {}
         for _, rec in self.records:
-            for key, mb in memory_mb(rec.get("memory") or {}).items():
+            for key, mb in memory_mb(rec.memory or {}).items():
                 out[key] = max(out.get(key, 0.0), mb)
         return out
 
@@ -524,11 +534,12 @@ def compute_metric_board(
     seed: int = 0,
     n_boot_ranks: int = N_BOOT_RANKS,
     alpha: float = ALPHA,
+    directions: dict[str, bool | None] | None = None,
 ) -> MetricBoard:
     """Statistics, paired Wilcoxon tests (Holm), ranks with bootstrap intervals and significance groups."""
     from scipy.stats import rankdata
 
-    higher = higher_is_better(metric)
+    higher = higher_is_better(metric, directions)
     keys = [e.key for e in entries]
     values = {e.key: e.values(region, metric) for e in entries}
     stats = {}
@@ -632,11 +643,25 @@ class Board:
 
     @property
     def spec(self) -> dict[str, Any]:
-        return self.entries[0].records[0][1].get("task", {}).get("spec", {}) if self.entries else {}
+        return self.entries[0].records[0][1].task.spec if self.entries else {}
 
     @property
     def convention(self) -> Any:
-        return self.entries[0].records[0][1].get("scoring", {}).get("convention") if self.entries else None
+        return self.entries[0].records[0][1].scoring.convention if self.entries else None
+
+    @property
+    def directions(self) -> dict[str, bool | None]:
+        """metric -> higher is better, as the board's records state it (schema 2 records)."""
+        out: dict[str, bool | None] = {}
+        for e in self.entries:
+            for _, rec in e.records:
+                for name, info in rec.scoring.metrics.items():
+                    if name not in out and info.direction in ("higher", "lower"):
+                        out[name] = info.direction == "higher"
+        return out
+
+    def higher_is_better(self, metric: str) -> bool | None:
+        return higher_is_better(metric, self.directions)
 
     @property
     def main_region(self) -> str:
@@ -669,7 +694,8 @@ class Board:
 
     def metric(self, region: str, metric: str) -> MetricBoard:
         if (region, metric) not in self._cache:
-            self._cache[(region, metric)] = compute_metric_board(self.entries, region, metric)
+            self._cache[(region, metric)] = compute_metric_board(self.entries, region, metric,
+                                                                 directions=self.directions)
         return self._cache[(region, metric)]
 
     def entry(self, key: str) -> Entry:
@@ -685,25 +711,28 @@ class Board:
 _STATUS_RANK = {"complete": 2, "complete_with_failures": 1}
 
 
-def _newest_first(item: tuple[Path | None, dict[str, Any]]) -> tuple[int, str, float]:
+def _newest_first(item: tuple[Path | None, RunRecord]) -> tuple[bool, int, str, float]:
     path, rec = item
     try:
         mtime = path.stat().st_mtime if path is not None else 0.0
     except OSError:
         mtime = 0.0
-    return (_STATUS_RANK.get(str(rec.get("status")), 0), str(rec.get("created", "")), mtime)
+    return (not rec.partial, _STATUS_RANK.get(rec.status, 0), rec.created, mtime)
 
 
-def build_boards(records: Iterable[tuple[Path | None, dict[str, Any]]], task: str | None = None) -> list[Board]:
+def build_boards(records: Iterable[tuple[Path | None, RunRecord | dict[str, Any]]],
+                 task: str | None = None) -> list[Board]:
     """Group records into boards: per task, per data kind, per (version, parameters, split, convention).
 
-    Duplicate runs of one (task, method, options, seed) keep the newest complete record; seeds of one
+    Duplicate runs of one (task, method, options, seed) keep the newest complete full (not ``partial``)
+    record; seeds of one
     (method, version, options) form one entry whose per-case values are averaged over seeds. Within a
     (task, data kind) the board with the most entries (then the newest) is the main one; the others are
     marked ``main=False`` with the reason. Phantom and real data are always separate boards.
     """
-    groups: dict[BoardKey, list[tuple[Path | None, dict[str, Any]]]] = {}
+    groups: dict[BoardKey, list[tuple[Path | None, RunRecord]]] = {}
     for path, rec in records:
+        rec = as_record(rec)
         key = board_key(rec)
         if task is not None and key.task != task:
             continue
@@ -711,12 +740,10 @@ def build_boards(records: Iterable[tuple[Path | None, dict[str, Any]]], task: st
     boards: list[Board] = []
     for key, items in groups.items():
         notes: list[str] = []
-        runs: dict[tuple[str, str, Any], list[tuple[Path | None, dict[str, Any]]]] = {}
+        runs: dict[tuple[str, str, Any], list[tuple[Path | None, RunRecord]]] = {}
         for path, rec in items:
-            m = rec.get("method", {})
-            runs.setdefault(
-                (str(m.get("name")), _canonical(m.get("options") or {}), _canonical(rec.get("seed"))), []
-            ).append((path, rec))
+            runs.setdefault((rec.method.name, _canonical(rec.method.options), _canonical(rec.seed)), []).append(
+                (path, rec))
         chosen = []
         for (name, _, seed), runs_of in runs.items():
             runs_of.sort(key=_newest_first, reverse=True)
@@ -726,17 +753,15 @@ def build_boards(records: Iterable[tuple[Path | None, dict[str, Any]]], task: st
                     f"{name} seed {seed}: kept the newest complete record of {len(runs_of)} "
                     f"({runs_of[0][0].name if runs_of[0][0] else 'in memory'})"
                 )
-        by_entry: dict[tuple[str, str, str], list[tuple[Path | None, dict[str, Any]]]] = {}
+        by_entry: dict[tuple[str, str, str], list[tuple[Path | None, RunRecord]]] = {}
         for path, rec in chosen:
-            m = rec.get("method", {})
-            by_entry.setdefault(
-                (str(m.get("name")), str(m.get("version")), _canonical(m.get("options") or {})), []
-            ).append((path, rec))
+            by_entry.setdefault((rec.method.name, rec.method.version, _canonical(rec.method.options)), []).append(
+                (path, rec))
         names = [n for n, _, _ in by_entry]
         entries = []
         for (name, version, options), recs in sorted(by_entry.items()):
-            recs.sort(key=lambda pr: _canonical(pr[1].get("seed")))
-            m = recs[0][1].get("method", {})
+            recs.sort(key=lambda pr: _canonical(pr[1].seed))
+            m = recs[0][1].method
             label = name
             if names.count(name) > 1:
                 label = f"{name} v{version} {options}"
@@ -745,8 +770,8 @@ def build_boards(records: Iterable[tuple[Path | None, dict[str, Any]]], task: st
                     key=_slug(name, [name, version, options]),
                     name=name,
                     version=version,
-                    options=dict(m.get("options") or {}),
-                    card=dict(m.get("card") or {}),
+                    options=dict(m.options),
+                    card=dict(m.card),
                     label=label,
                     records=recs,
                 )
@@ -761,7 +786,7 @@ def build_boards(records: Iterable[tuple[Path | None, dict[str, Any]]], task: st
         kinds = sorted((k for t, k in by_task if t == task_name), key=lambda k: (k != "real", k))
         for kind in kinds:
             group = by_task[(task_name, kind)]
-            newest = {id(b): max(str(r.get("created", "")) for e in b.entries for _, r in e.records) for b in group}
+            newest = {id(b): max(r.created for e in b.entries for _, r in e.records) for b in group}
             group.sort(key=lambda b: (len(b.entries), newest[id(b)]), reverse=True)
             main = group[0]
             if kind == "phantom":
@@ -776,8 +801,14 @@ def build_boards(records: Iterable[tuple[Path | None, dict[str, Any]]], task: st
 
 
 def load_boards(*folders: str | Path, task: str | None = None) -> list[Board]:
-    """Boards from every record below ``folders``."""
-    return build_boards(iter_records(*folders), task=task)
+    """Boards from every record below ``folders`` (files that are not records are skipped)."""
+    return build_boards(load(*folders), task=task)
+
+
+def load_result_boards(*folders: str | Path, task: str | None = None) -> tuple[list[Board], ResultSet]:
+    """Boards and the loaded :class:`~cmsbench.results.ResultSet` (its ``skipped`` files with reasons)."""
+    result_set = load(*folders)
+    return build_boards(result_set, task=task), result_set
 
 
 # ----------------------------------------------------------------------------------------- formatting

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from cmsbench.benchmark.records import ok_cases
 from cmsbench.errors import CmsbenchError
 from cmsbench.leaderboard.aggregate import (
     ALPHA,
@@ -33,6 +32,7 @@ from cmsbench.leaderboard.aggregate import (
     higher_is_better,
 )
 from cmsbench.leaderboard.tables import directions_text, metric_heading
+from cmsbench.results import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +95,26 @@ def box_plot_methods(board: Board, mb: MetricBoard, path: Path) -> Path:
     data = [list(board.entry(k).values(mb.region, mb.metric).values()) or [np.nan] for k in mb.order]
     ax.boxplot(data, showmeans=True)
     ax.set_xticks(range(1, len(mb.order) + 1), [_short(board.entry(k).label) for k in mb.order], rotation=20)
-    ax.set_ylabel(metric_heading(mb.metric, mb.region))
+    ax.set_ylabel(metric_heading(mb.metric, mb.region) if mb.higher_is_better is None else
+                  f"{mb.metric.upper()} ({mb.region}) {'↑' if mb.higher_is_better else '↓'}")
     ax.grid(axis="y", alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
 
 
-def box_plot_regions(entry: Entry, metric: str, regions: Sequence[str], path: Path) -> Path:
-    """One box per region of one metric for one method."""
+def box_plot_regions(
+    entry: Entry, metric: str, regions: Sequence[str], path: Path, board: Board | None = None
+) -> Path:
+    """One box per region of one metric for one method (the direction is ``board``'s when given)."""
     fig = _figure(max(4.0, 0.9 * len(regions) + 2), 3.0)
     ax = fig.add_subplot()
     data = [list(entry.values(r, metric).values()) or [np.nan] for r in regions]
     ax.boxplot(data, showmeans=True)
     ax.set_xticks(range(1, len(regions) + 1), list(regions), rotation=20)
-    arrow = {True: " (higher is better)", False: " (lower is better)", None: ""}[higher_is_better(metric)]
+    arrow = {True: " (higher is better)", False: " (lower is better)", None: ""}[
+        board.higher_is_better(metric) if board else higher_is_better(metric)
+    ]
     ax.set_ylabel(metric.upper() + arrow)
     ax.set_title(metric.upper(), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
@@ -122,29 +127,29 @@ def _short(text: str, n: int = 24) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def case_image_grid(record: dict[str, Any], path: Path, max_cases: int = 3) -> tuple[Path | None, list[str]]:
+def case_image_grid(record: RunRecord, path: Path, max_cases: int = 3) -> tuple[Path | None, list[str]]:
     """Inputs, target, prediction and |error| of a few test cases with the lesion outlined.
 
     Needs saved predictions (``case["prediction"]``) and the record's data root; otherwise returns
     ``(None, [reason])``. Problems with single cases are returned as notes, never raised.
     """
     notes: list[str] = []
-    preds = [(cid, c["prediction"]) for cid, c in sorted(ok_cases(record).items()) if c.get("prediction")]
+    preds = [(cid, c.prediction) for cid, c in sorted(record.ok_cases().items()) if c.prediction]
     if not preds:
         return None, ["No image grid: the record has no saved predictions (run with --save-predictions)."]
-    root = record.get("data", {}).get("path")
+    root = record.data.path
     if not root or not Path(root).exists():
         return None, [f"No image grid: the data root {root!r} of the record is not available on this machine."]
     try:
         from cmsbench.tasks.dataset import open_dataset
         from cmsbench.tasks.registry import get_task
 
-        task_info = record.get("task", {})
-        task = get_task(task_info["name"])
-        if task_info.get("parameters"):
-            task = task.with_parameters(**task_info["parameters"])
-        if task_info.get("split_variant") not in (None, "", "default"):
-            task = task.with_split(task_info["split_variant"])
+        task_info = record.task
+        task = get_task(task_info.name)
+        if task_info.parameters:
+            task = task.with_parameters(**task_info.parameters)
+        if task_info.split_variant not in (None, "", "default"):
+            task = task.with_split(task_info.split_variant)
         dataset = open_dataset(task, root)
     except Exception as exc:  # any failure: a note on the page, the site is still written
         return None, [f"No image grid: cannot open the dataset at {root} ({type(exc).__name__}: {exc})."]
@@ -350,11 +355,11 @@ def _board_info(board: Board) -> dict[str, Any]:
         "split_hash": board.key.split_hash,
         "mode": board.key.mode,
         "convention": json.dumps(conv, sort_keys=True) if conv is not None else "not recorded",
-        "directions": directions_text(board.metrics()),
+        "directions": directions_text(board.metrics(), board),
         "reason": board.reason,
         "main": board.main,
         "notes": board.notes,
-        "main_heading": metric_heading(board.main_metric, board.main_region),
+        "main_heading": metric_heading(board.main_metric, board.main_region, board),
     }
 
 
@@ -397,7 +402,7 @@ def build_site(
                 "title": board.title(),
                 "n_methods": len(board.entries),
                 "best": best,
-                "main_metric": metric_heading(board.main_metric, board.main_region),
+                "main_metric": metric_heading(board.main_metric, board.main_region, board),
                 "reason": board.reason,
             }
         )
@@ -411,7 +416,7 @@ def build_site(
         mb_main = board.metric(board.main_region, board.main_metric)
         box_main = box_plot_methods(board, mb_main, img_dir / "box_main.png")
         metric_tables = [
-            {"heading": metric_heading(m, r), "table": _metric_table(board, board.metric(r, m), method_href)}
+            {"heading": metric_heading(m, r, board), "table": _metric_table(board, board.metric(r, m), method_href)}
             for r, m in board.regions_metrics()
         ]
         others = [
@@ -473,7 +478,7 @@ def _method_page(
     boxplots = []
     for m in board.metrics():
         regions = [r for r, mm in rms if mm == m]
-        p = box_plot_regions(e, m, regions, img_dir / f"{e.key}_box_{_safe(m)}.png")
+        p = box_plot_regions(e, m, regions, img_dir / f"{e.key}_box_{_safe(m)}.png", board)
         boxplots.append({"src": f"../../img/{board.slug}/{p.name}", "alt": f"box plot of {m} per region"})
 
     # per-case table: seeds averaged, status from every seed
@@ -484,14 +489,15 @@ def _method_page(
     cases = Table("cases", cols)
     decimals = {rm: decimals_for(board.metric(*rm).stats.values()) for rm in rms}
     values = {rm: e.raw_values(*rm) for rm in rms}
-    all_ids = sorted({cid for _, rec in e.records for cid in rec.get("cases", {})})
+    all_ids = sorted({cid for _, rec in e.records for cid in rec.cases})
     for cid in all_ids:
-        statuses = [rec.get("cases", {}).get(cid, {}) for _, rec in e.records]
-        bad = [c for c in statuses if c.get("status") != "ok"]
+        statuses = [rec.cases.get(cid) for _, rec in e.records]
+        bad = [c for c in statuses if c is None or c.status != "ok"]
         status = (
-            "ok" if not bad else "failed: " + "; ".join(str(c.get("error", c.get("status", "missing"))) for c in bad)
+            "ok" if not bad else "failed: " + "; ".join(("missing" if c is None else str(c.error or c.status))
+                                                        for c in bad)
         )
-        times = [c.get("timing", {}).get("predict_s") for c in statuses]
+        times = [c.timing.get("predict_s") for c in statuses if c is not None]
         times = [t for t in times if isinstance(t, (int, float))]
         row = [Td(cid), Td(status)]
         for rm in rms:
@@ -510,7 +516,7 @@ def _method_page(
         if path is not None:
             grid = f"../../img/{board.slug}/{path.name}"
             if len(e.records) > 1:
-                notes.append(f"Images show seed {rec.get('seed')} of {len(e.records)}.")
+                notes.append(f"Images show seed {rec.seed} of {len(e.records)}.")
     else:
         notes = ["Image grids were not requested."]
     card = [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in e.card.items() if v not in ("", None, [], ())]

@@ -72,8 +72,8 @@ def escape_csv_text(text: Any) -> str:
     return "'" + s if s[:1] in ("=", "+", "-", "@") else s
 
 
-def metric_heading(metric: str, region: str) -> str:
-    arrow = {True: "↑", False: "↓", None: ""}[higher_is_better(metric)]
+def metric_heading(metric: str, region: str, board: Board | None = None) -> str:
+    arrow = {True: "↑", False: "↓", None: ""}[board.higher_is_better(metric) if board else higher_is_better(metric)]
     return f"{metric.upper()} ({region}) {arrow}".rstrip()
 
 
@@ -110,10 +110,11 @@ def _conventions_text(board: Board) -> str:
     return json.dumps(conv) if conv is not None else "not recorded"
 
 
-def directions_text(metrics: Sequence[str]) -> str:
-    hi = [m.upper() for m in metrics if higher_is_better(m) is True]
-    lo = [m.upper() for m in metrics if higher_is_better(m) is False]
-    unk = [m.upper() for m in metrics if higher_is_better(m) is None]
+def directions_text(metrics: Sequence[str], board: Board | None = None) -> str:
+    direction = board.higher_is_better if board else higher_is_better
+    hi = [m.upper() for m in metrics if direction(m) is True]
+    lo = [m.upper() for m in metrics if direction(m) is False]
+    unk = [m.upper() for m in metrics if direction(m) is None]
     parts = []
     if hi:
         parts.append(f"{', '.join(hi)}: higher is better")
@@ -145,7 +146,7 @@ def publication_table(
     mbs = [board.metric(region, m) for m in chosen]
     lead = mbs[0]
     decimals = [decimals_for(mb.stats.values()) for mb in mbs]
-    header = ["Method", *(metric_heading(m, region) for m in chosen)]
+    header = ["Method", *(metric_heading(m, region, board) for m in chosen)]
     has_ranks = bool(lead.ranks)
     if has_ranks:
         header.append(f"Mean rank ({chosen[0].upper()})")
@@ -174,7 +175,7 @@ def publication_table(
         f"Bold: best mean; †: not significantly different from the best (two-sided Wilcoxon signed-rank test on "
         f"paired cases, Holm-corrected, α = {ALPHA}). Mean rank: average per-case rank (ties averaged, a failed "
         f"case ranks last) with the 2.5–97.5% bootstrap interval of the final position.",
-        f"{directions_text(chosen)}.",
+        f"{directions_text(chosen, board)}.",
         f"Task {board.task} v{board.key.task_version}, parameters {board.key.parameters}, {board.key.data_kind} data, "
         f"test split hash {board.key.split_hash}; scoring mode {board.key.mode}; convention: {_conventions_text(board)}.",
     ]
@@ -234,10 +235,10 @@ def to_latex(table: PubTable) -> str:
 
 
 def to_text(table: PubTable) -> str:
-    from cmsbench.cli import _table
+    from cmsbench.textutil import format_table
 
     rows = [[label, *(_cell_text_plain(c) + (" *" if c.best else "") for c in cells)] for label, cells in table.rows]
-    return "\n".join([table.title, _table(rows, table.header), *table.footnote]) + "\n"
+    return "\n".join([table.title, format_table(rows, table.header), *table.footnote]) + "\n"
 
 
 CSV_COLUMNS = [
@@ -306,7 +307,7 @@ def to_csv(boards: Sequence[Board], region: str | None = None, metrics: Sequence
                         escape_csv_text(" ".join(map(str, e.seeds))),
                         r,
                         m,
-                        higher_is_better(m),
+                        board.higher_is_better(m),
                         *(_num(v) for v in nums),
                         s.ci_method,
                         _num(s.seed_sd),

@@ -19,21 +19,6 @@ NormalisationKind = Literal["none", "healthy_median", "fixed_scale"]
 DataRangeKind = Literal["fixed", "window", "gt_range"]
 SplitKind = Literal["hash", "first_n", "site", "fixed_ids"]
 
-KNOWN_REGIONS = (
-    "global",  # every voxel of the grid
-    "brain",
-    "head",
-    "body",
-    "bone",
-    "lesion",
-    "necrotic",
-    "edema",
-    "enhancing",
-    "healthy",  # brain/body minus lesion
-    "lesion_ring",  # a shell around the lesion
-)
-
-
 @dataclass(frozen=True)
 class Normalisation:
     """How intensities are scaled before methods see them and before scoring.
@@ -141,8 +126,10 @@ class TaskSpec:
         target: target modality name.
         units: units of the target as scored (after normalisation).
         normalisation: intensity policy (ground truth only).
-        regions: evaluation regions (``global``, ``brain``, ``lesion``, ...).
-        metrics: metric names computed per region.
+        regions: evaluation regions (``global``, ``brain``, ``lesion``, ...), names in the region registry
+            (``cmsbench.regions`` entry points) or masks the task's own files provide.
+        metrics: metric names computed per region, names in the metric registry (``cmsbench.metrics``),
+            task-specific ones included (PET SUV errors, CT window metrics).
         main_metric: the leaderboard's sort key (``"psnr"``, ``"mae"``).
         data_range: PSNR/SSIM data range convention.
         split: split policy.
@@ -185,9 +172,10 @@ class TaskSpec:
             problems.append(f"duplicate inputs {self.inputs}")
         if self.main_metric not in self.metrics:
             problems.append(f"main_metric {self.main_metric!r} is not among metrics {self.metrics}")
-        unknown = [r for r in self.regions if r not in KNOWN_REGIONS]
-        if unknown:
-            problems.append(f"unknown regions {unknown}; known: {KNOWN_REGIONS}")
+        if not self.regions:
+            problems.append("a task needs at least one region")
+        if len(set(self.metrics)) != len(self.metrics) or len(set(self.regions)) != len(self.regions):
+            problems.append(f"duplicate metrics or regions ({self.metrics}, {self.regions})")
         if self.main_region is not None and self.main_region not in self.regions:
             problems.append(f"main_region {self.main_region!r} is not among regions {self.regions}")
         if problems:
@@ -200,11 +188,6 @@ class TaskSpec:
         object.__setattr__(self, "split_variants", dict(self.split_variants))
         if self.main_region is None:
             object.__setattr__(self, "main_region", self.regions[0])
-
-    @property
-    def higher_is_better(self) -> bool:
-        """Whether a larger main metric is better."""
-        return self.main_metric.split("_")[0] in {"psnr", "ssim", "msssim"}
 
     def summary(self) -> str:
         """``"t1 + t2 -> flair"``."""
@@ -220,6 +203,16 @@ class TaskSpec:
         merged = {**self.parameters, **params}
         options = {**self.adapter_options, **params}
         return replace(self, parameters=merged, adapter_options=options)
+
+    def with_scoring(self, metrics: tuple[str, ...] = (), regions: tuple[str, ...] = ()) -> TaskSpec:
+        """The same task scored with extra metrics and/or regions (e.g. a plugin's); the fingerprint changes.
+
+        Names are checked against the registries by the scorer before any work.
+        """
+        if not metrics and not regions:
+            return self
+        return replace(self, metrics=tuple(dict.fromkeys([*self.metrics, *metrics])),
+                       regions=tuple(dict.fromkeys([*self.regions, *regions])))
 
     def with_split(self, variant: str) -> TaskSpec:
         """The same task under a named split protocol variant (e.g. ``"icon"`` for IXI 25/5/10)."""

@@ -1,23 +1,22 @@
-"""Synthetic result records in the runner's format, for tests, demos and plugin authors.
+"""Synthetic result records, for tests, demos and plugin authors.
 
-``make_record`` builds a dict shaped like a record written by :mod:`cmsbench.benchmark.runner` (schema,
-task, method, seed, split, data, environment, scoring, timing, memory, cases); ``write_record`` stores it
-where the runner would (``<results>/<task>/<method>/<run_id>.json``); ``draw_scores`` draws per-case
-scores with known means.
+``make_record`` builds a typed :class:`~cmsbench.results.RunRecord` (the runner's format, through the
+same classes); ``write_record`` stores it where the runner would (``<results>/<task>/<method>/<run_id>.json``);
+``draw_scores`` draws per-case scores with known means.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cmsbench.benchmark.records import SCHEMA, write_json_atomic
+from cmsbench.results import RunRecord
+from cmsbench.results.identity import method_label
 
 DEFAULT_CONVENTION = {"data_range": "fixed 1.0", "ssim": "gaussian sigma 1.5, 11x11", "mask": "region voxels"}
 
@@ -76,7 +75,7 @@ def make_record(
     predict_s: float = 0.5,
     fit_s: float = 10.0,
     memory: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """A result record in the runner's format with the given per-case ``scores`` (case -> region -> metric).
 
     ``failed`` adds failed cases (case -> error); ``predictions`` adds ``case["prediction"]`` paths.
@@ -106,8 +105,7 @@ def make_record(
         if predictions and cid in predictions:
             entry["prediction"] = str(predictions[cid])
         cases[cid] = entry
-    return {
-        "schema": SCHEMA,
+    return RunRecord.model_validate({
         "run_id": run_id,
         "status": status,
         "created": created,
@@ -148,15 +146,17 @@ def make_record(
         if memory is not None
         else {"cpu_peak_rss": 512 * 2**20, "cpu_rss": 400 * 2**20, "gpu_peak_allocated": None},
         "cases": cases,
-    }
+    })
 
 
-def write_record(results: str | Path, record: Mapping[str, Any]) -> Path:
+def write_record(results: str | Path, record: RunRecord | Mapping[str, Any]) -> Path:
     """Write ``record`` where the runner would put it; returns the path."""
-    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(record["method"]["name"]).split("/")[-1]).strip("_") or "method"
-    path = Path(results) / record["task"]["name"] / label / f"{record['run_id']}.json"
-    write_json_atomic(path, dict(record))
-    return path
+    if not isinstance(record, RunRecord):
+        from cmsbench.results import record_from_dict
+
+        record = record_from_dict(dict(record))
+    path = Path(results) / record.task.name / method_label(record.method.name) / f"{record.run_id}.json"
+    return record.write(path)
 
 
 #: The three methods of :func:`demo_results`: name -> (PSNR, SSIM, MAE) true means in the brain.

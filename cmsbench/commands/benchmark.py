@@ -1,4 +1,4 @@
-"""CLI sub-commands of the benchmark layer: run, methods, check-method, score."""
+"""Sub-commands for the benchmark layer: run, sweep, methods, check-method, score, metrics, regions, modes."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from cmsbench.errors import CmsbenchError
+from cmsbench.results import RunRecord
+from cmsbench.textutil import format_table, parse_assignments
 
 
 def _out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
 
-def format_run_table(record: dict[str, Any]) -> str:
+def format_run_table(record: RunRecord) -> str:
     """Per region and metric: mean ± std, median, 95% CI and n, from the record's cases."""
-    from cmsbench.cli import _table
     from cmsbench.leaderboard.aggregate import record_regions_metrics, summarise
 
     rows = []
@@ -27,18 +28,22 @@ def format_run_table(record: dict[str, Any]) -> str:
             continue
         rows.append([region, metric, f"{s.mean:.4g} ± {s.std:.3g}", f"{s.median:.4g}",
                      f"[{s.ci_low:.4g}, {s.ci_high:.4g}]", str(s.n)])
-    return _table(rows, ["region", "metric", "mean ± std", "median", "95% CI", "n"])
+    out = format_table(rows, ["region", "metric", "mean ± std", "median", "95% CI", "n"])
+    for region, metrics in record.set_scores.items():
+        for metric, s in metrics.items():
+            out += f"\nset-level {metric}@{region}: {s.value} [{s.ci_low}, {s.ci_high}] (n={s.n})"
+    return out
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from cmsbench.benchmark.runner import RunConfig, run
-    from cmsbench.cli import _parse_options
 
     config = RunConfig(
         task=args.task, method=args.method, data_root=args.data_root, seed=args.seed, device=args.device,
-        results=Path(args.results), save_predictions=args.save_predictions, options=_parse_options(args.option),
-        task_parameters=_parse_options(args.parameter), split_variant=args.split, mode=args.mode,
+        results=Path(args.results), save_predictions=args.save_predictions, options=parse_assignments(args.option),
+        task_parameters=parse_assignments(args.parameter), split_variant=args.split, mode=args.mode,
         samples=args.samples, max_cases=args.max_cases, refit=args.refit,
+        metrics=tuple(args.metric or ()), regions=tuple(args.region or ()),
     )
     bar = None
 
@@ -58,13 +63,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     rec = outcome.record
-    data = rec["data"]
-    _out(f"task {rec['task']['name']} v{rec['task']['version']} | method {rec['method']['name']} "
-         f"v{rec['method']['version']} | seed {rec['seed']} | split {rec['split']['test_hash']} | "
-         f"data: {data['kind']}{' (embedded phantom)' if data['kind'] == 'phantom' else ''}")
-    timing = rec.get("timing", {})
+    kind = rec.data.kind
+    _out(f"task {rec.task.name} v{rec.task.version} | method {rec.method.name} v{rec.method.version} | "
+         f"seed {rec.seed} | split {rec.split.test_hash} | data: {kind}{' (embedded phantom)' if kind == 'phantom' else ''}"
+         + (" | partial (--max-cases)" if rec.partial else ""))
+    timing = rec.timing
     _out(f"fit {timing.get('fit_s', 0):.2f} s{' (cached)' if timing.get('fit_cached') else ''}; "
-         f"{len(rec['cases'])} test case(s)")
+         f"{len(rec.cases)} test case(s)")
     _out(format_run_table(rec))
     _out(f"record: {outcome.path}")
     if outcome.failed:
@@ -77,7 +82,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     from cmsbench.baselines.registry import METHODS
-    from cmsbench.cli import _table
 
     rows = []
     for name, entry in METHODS.entries().items():
@@ -92,15 +96,14 @@ def cmd_methods(args: argparse.Namespace) -> int:
             rows.append([name, entry.target, entry.distribution])
     header = (["method", "version", "trains", "stochastic", "summary", "package"] if args.long
               else ["method", "entry point", "package"])
-    _out(_table(rows, header))
+    _out(format_table(rows, header))
     return 0
 
 
 def cmd_check_method(args: argparse.Namespace) -> int:
-    from cmsbench.cli import _parse_options
     from cmsbench.testing.conformance import check_method
 
-    report = check_method(args.method, options=_parse_options(args.option))
+    report = check_method(args.method, options=parse_assignments(args.option))
     for result in report.results:
         _out(f"{'PASS' if result.passed else 'FAIL'}  {result.name}" + ("" if result.passed else f": {result.message}"))
     _out(f"{sum(r.passed for r in report.results)}/{len(report.results)} checks passed")
@@ -116,6 +119,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     _out(format_run_table(result.record))
     if result.out:
         _out(f"scores: {result.out}")
+    if result.warnings:
+        _out(f"{len(result.warnings)} warning(s):")
+        for warning in result.warnings:
+            _out(f"  - {warning}")
     if result.problems:
         _out(f"{len(result.problems)} problem(s):")
         for problem in result.problems:
@@ -125,8 +132,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from cmsbench.benchmark.sweep import plan_sweep, run_local, run_ray, summary_table
-    from cmsbench.cli import _parse_options
+    from cmsbench.benchmark.sweep import plan_sweep, run_local, run_ray
 
     tasks = [t for t in args.tasks.split(",") if t]
     roots: dict[str, str] = {}
@@ -139,7 +145,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         else:
             raise CmsbenchError("with several tasks, give --data-root as TASK=DIR (once per task)")
     plan = plan_sweep(tasks, [m for m in args.methods.split(",") if m], [int(s) for s in args.seeds.split(",") if s],
-                      results=Path(args.results), data_roots=roots, options=_parse_options(args.option),
+                      results=Path(args.results), data_roots=roots, options=parse_assignments(args.option),
                       device=args.device, max_cases=args.max_cases)
     if args.dry_run:
         _out(plan.describe())
@@ -152,6 +158,63 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         run_local(plan, retries=args.retries, report=report)
     _out(summary_table(plan))
     return 0 if all(j.state in ("ok", "done") for j in plan.jobs) else 1
+
+
+def summary_table(plan: Any) -> str:
+    """Job, state, main metric mean and time of a sweep, as text."""
+    from cmsbench.leaderboard.aggregate import summarise
+    from cmsbench.results import load_record
+
+    rows = []
+    for job in plan.jobs:
+        metric = ""
+        if job.record and Path(job.record).exists():
+            rec = load_record(job.record)
+            spec = rec.task.spec
+            s = summarise(rec, spec["main_region"], spec["main_metric"])
+            metric = f"{spec['main_metric']}@{spec['main_region']} {s.mean:.4g} (n={s.n})"
+        rows.append([job.key, job.state, metric, f"{job.seconds:.1f}", job.error or ""])
+    return format_table(rows, ["job", "state", "main metric", "seconds", "note"])
+
+
+def _describe_loaded(registry: Any, describe: Any) -> list[list[str]]:
+    rows = []
+    for name, entry in registry.entries().items():
+        try:
+            rows.append([name, *describe(registry.load(name)), entry.distribution])
+        except CmsbenchError as exc:
+            rows.append([name, f"failed to load: {exc}", *([""] * 2), entry.distribution])
+    return rows
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from cmsbench.benchmark.metrics.registry import METRICS
+
+    def describe(m: Any) -> list[str]:
+        conv = m.convention or m.summary
+        return [m.direction or "(not ranked)", m.level, m.needs.describe(),
+                conv if args.long else (conv[:70] + ("…" if len(conv) > 70 else ""))]
+
+    rows = _describe_loaded(METRICS, describe)
+    _out(format_table([r if len(r) == 6 else [*r[:2], "", "", r[-2], r[-1]] for r in rows],
+                      ["metric", "direction", "level", "needs", "convention", "package"]))
+    return 0
+
+
+def cmd_regions(args: argparse.Namespace) -> int:
+    from cmsbench.benchmark.metrics.registry import REGIONS
+
+    rows = _describe_loaded(REGIONS, lambda r: ["lesion" if r.lesion else "", r.summary])
+    _out(format_table([r[:4] + [r[-1]] if len(r) > 4 else r for r in rows], ["region", "kind", "definition", "package"]))
+    return 0
+
+
+def cmd_modes(args: argparse.Namespace) -> int:
+    from cmsbench.benchmark.metrics.registry import MODES
+
+    rows = _describe_loaded(MODES, lambda m: [m.summary, m.source or "-", m.verified or "-"])
+    _out(format_table(rows, ["mode", "what", "official source", "checked", "package"]))
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -171,6 +234,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=1, help="samples per case for stochastic methods")
     p.add_argument("--max-cases", type=int, default=None, help="only the first N test cases (smoke runs)")
     p.add_argument("--refit", action="store_true", help="ignore a cached fitted state")
+    p.add_argument("--metric", action="append", metavar="NAME", help="extra registered metric to score (repeatable)")
+    p.add_argument("--region", action="append", metavar="NAME", help="extra registered region to score (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
@@ -207,8 +272,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--mode", default="default")
     p.add_argument("--split", default="default")
-    p.add_argument("--prediction-units", choices=("task", "raw"), default="task",
-                   help="'task': already in the task's units; 'raw': MR in scanner units, divided by the ground "
-                        "truth's normalisation divisor")
+    p.add_argument("--prediction-units", choices=("dataset", "task", "raw"), default="dataset",
+                   help="'dataset' (default): the intensity scale of the dataset's own files (MR predictions are "
+                        "divided by the ground truth's normalisation divisor, like the target); 'task': already in "
+                        "the task's units ('raw' is an old name of 'dataset')")
     p.add_argument("--out", default=None, help="JSON file for the per-case score records")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("metrics", help="list the registered metrics with direction and convention")
+    p.add_argument("--long", action="store_true", help="full conventions")
+    p.set_defaults(func=cmd_metrics)
+    p = sub.add_parser("regions", help="list the registered evaluation regions")
+    p.set_defaults(func=cmd_regions)
+    p = sub.add_parser("modes", help="list the scoring modes and the official code each reproduces")
+    p.set_defaults(func=cmd_modes)

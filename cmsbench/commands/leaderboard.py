@@ -1,4 +1,4 @@
-"""CLI sub-commands of the leaderboard layer: ``leaderboard`` (static HTML site) and ``table``."""
+"""Sub-commands for results and leaderboards: ``leaderboard`` (static HTML site), ``table`` and ``export``."""
 
 from __future__ import annotations
 
@@ -18,26 +18,43 @@ def _folders(args: argparse.Namespace) -> list[Path]:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from cmsbench.leaderboard.aggregate import load_boards
+    from cmsbench.leaderboard.aggregate import load_result_boards
     from cmsbench.leaderboard.site import build_site
 
-    boards = load_boards(*_folders(args), task=args.task)
+    boards, loaded = load_result_boards(*_folders(args), task=args.task)
+    for skipped in loaded.skipped:
+        sys.stderr.write(f"skipped {skipped.path}: {skipped.reason}\n")
     if not boards:
-        raise CmsbenchError(f"no result records found under {', '.join(args.results or ['results'])}")
+        raise CmsbenchError(f"no usable result records found under {', '.join(args.results or ['results'])}")
     index = build_site(boards, Path(args.out), title=args.title, images_per_method=args.images, images=args.images > 0)
     sys.stdout.write(f"wrote {len(boards)} table(s) for {len({b.task for b in boards})} task(s): {index}\n")
     return 0
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from cmsbench.leaderboard.aggregate import load_boards
+    from cmsbench.leaderboard.aggregate import load_result_boards
     from cmsbench.leaderboard.tables import render_tables
 
-    boards = load_boards(*_folders(args), task=args.task)
+    boards, loaded = load_result_boards(*_folders(args), task=args.task)
+    for skipped in loaded.skipped:
+        sys.stderr.write(f"skipped {skipped.path}: {skipped.reason}\n")
     if not boards:
         raise CmsbenchError(f"no result records for task {args.task!r} under {', '.join(args.results or ['results'])}")
     metrics = args.metric or None
     sys.stdout.write(render_tables(boards, args.format, region=args.region, metrics=metrics, ci_style=args.ci))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from cmsbench.results import export, load
+
+    result_set = load(*_folders(args))
+    for skipped in result_set.skipped:
+        sys.stderr.write(f"skipped {skipped.path}: {skipped.reason}\n")
+    if not result_set.records:
+        raise CmsbenchError(f"no result records found under {', '.join(args.results or ['results'])}")
+    out = export(result_set, Path(args.out))
+    sys.stdout.write(f"wrote {len(result_set.to_frame())} rows from {len(result_set)} record(s) to {out}\n")
     return 0
 
 
@@ -67,3 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--ci", choices=("pm", "interval"), default="pm", help="CI as ± half-width (pm) or [lo, hi] (interval)"
     )
     p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("export", help="export every record's per-case scores as one long CSV or Parquet table")
+    p.add_argument("--results", action="append", metavar="DIR", help="results folder (repeatable; default ./results)")
+    p.add_argument("--out", required=True, metavar="FILE", help="FILE.csv or FILE.parquet")
+    p.set_defaults(func=cmd_export)

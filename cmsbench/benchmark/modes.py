@@ -1,0 +1,54 @@
+"""The registered scoring modes: ``default`` (the task's own conventions) and the compatibility modes
+that reproduce official challenge evaluators (implementations and their quirks: :mod:`.compat`).
+
+Each :class:`~cmsbench.benchmark.metrics.api.Mode` names the official code it reproduces (``source``)
+and how that was checked (``verified``); both go into every record scored with it.
+"""
+
+from __future__ import annotations
+
+from cmsbench.benchmark import compat
+from cmsbench.benchmark.metrics.api import Mode
+
+_HIGHER = ("psnr", "ssim", "msssim", "ms_ssim")
+_LOWER = ("mae", "mse", "rmse", "nrmse", "suvmean_pct_error", "suvmax_pct_error")
+
+
+def _directions(*names: str) -> dict[str, str]:
+    out = {}
+    for n in names:
+        base = n.split("_")[0]
+        out[n] = "higher" if (n in _HIGHER or base in _HIGHER) else "lower"
+    return out
+
+
+DEFAULT = Mode("default", "the task's own conventions (data range, regions, SSIM flavour), stated in the record")
+SYNTHRAD2023 = Mode(
+    "synthrad2023", "SynthRAD2023 evaluation (MAE, PSNR, SSIM in the body mask, HU)", compat.synthrad2023,
+    source="github.com/SynthRAD2023/metrics functions/image_metrics.py",
+    verified="equal to the official code on a phantom case (1.6e-7 relative)",
+    directions=_directions("mae", "psnr", "ssim"))
+SYNTHRAD2025 = Mode(
+    "synthrad2025", "SynthRAD2025 evaluation (MAE, PSNR, MS-SSIM in the body mask, HU)", compat.synthrad2025,
+    source="github.com/SynthRAD2025/evaluation image_metrics.py",
+    verified="NOT equal to the official code (MAE 0.4 % off, MS-SSIM on small volumes); see issue 13",
+    directions=_directions("mae", "psnr", "msssim", "ms_ssim"))
+BRASYN = Mode(
+    "brasyn", "BraSyn (BraTS missing-MRI synthesis) SSIM in and outside the tumour", compat.brasyn,
+    source="github.com/hongweilibran/BraSyn ssim.py",
+    verified="equal to the official code on a real BraTS 2023 case (2.0e-6)", directions=_directions("ssim"))
+BRATS_INPAINTING = Mode(
+    "brats_inpainting", "BraTS 2023 inpainting evaluation (MSE, RMSE, MAE, PSNR, SSIM in the mask)",
+    compat.brats_inpainting, source="evaluation_utils.py (copy in github.com/hongweilibran/BraSyn)",
+    verified="NOT equal to the official code (SSIM 1.3 % off); see issue 13",
+    directions=_directions("mse", "rmse", "mae", "psnr", "ssim"))
+UDPET = Mode(
+    "udpet", "UDPET / ULD-PET challenge (NRMSE, PSNR, SSIM, SUV errors)", compat.udpet,
+    source="transcribed from the challenge description (no official code found)",
+    verified="not checked against official code", directions=_directions("nrmse", "psnr", "ssim",
+                                                                         "suvmean_pct_error", "suvmax_pct_error"))
+LDCT_BENCHMARK = Mode(
+    "ldct_benchmark", "ldct-benchmark package (per-slice windowed PSNR/SSIM, RMSE)", compat.ldct_benchmark,
+    source="github.com/eeulig/ldct-benchmark ldctbench/evaluate/utils.py compute_metric",
+    verified="NOT equal to the official code (up to 2.8e-3 relative); see issue 13",
+    directions=_directions("rmse", *(f"{k}_{w}" for k in ("psnr", "ssim") for w in ("abdomen", "chest", "head"))))
