@@ -263,9 +263,16 @@ def test_significance_group_holds_methods_not_different_from_the_best(three: Pat
     assert r.rank_rta == 3 and r.rta_low == 3 and r.rta_high == 3
 
 
-def test_direction_stated_in_the_records_ranks_an_unregistered_metric(tmp_path: Path) -> None:
+def test_direction_stated_in_the_records_ranks_an_unregistered_metric(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cmsbench.benchmark.metrics.registry import direction_of
+    from cmsbench.leaderboard import site
     from cmsbench.leaderboard.tables import metric_heading
+
+    figures = []
+    make_figure = site._figure
+    monkeypatch.setattr(site, "_figure", lambda *a: figures.append(make_figure(*a)) or figures[-1])
 
     # "mymetric" is known to neither the metric registry nor the 0.1 name table: only the records can rank it
     assert direction_of("mymetric") is None and agg.higher_is_better("mymetric") is None
@@ -292,6 +299,9 @@ def test_direction_stated_in_the_records_ranks_an_unregistered_metric(tmp_path: 
         assert mb.groups == {key[best]: 1, key[worst]: 2}
         assert metric_heading("mymetric", "global", board) == f"MYMETRIC (global) {'↑' if higher else '↓'}"
         assert metric_heading("mymetric", "global") == "MYMETRIC (global)"  # without the board: unknown
+        # the method page's box plot per region labels the axis with the records' direction too
+        site.box_plot_regions(board.entries[0], "mymetric", ["global"], tmp_path / f"{direction}.png", board)
+        assert figures[-1].axes[0].get_ylabel() == f"MYMETRIC ({'higher' if higher else 'lower'} is better)"
 
 
 def test_unknown_metric_is_shown_but_not_ranked() -> None:

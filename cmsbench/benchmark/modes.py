@@ -11,12 +11,14 @@ from cmsbench.benchmark import compat
 from cmsbench.benchmark.metrics.api import Mode
 
 _HIGHER = ("psnr", "ssim", "msssim", "ms_ssim")
-_LOWER = ("mae", "mse", "rmse", "nrmse", "suvmean_pct_error", "suvmax_pct_error")
+_SIGNED = ("suvmean_pct_error", "suvmax_pct_error")  # signed errors: not ranked
 
 
 def _directions(*names: str) -> dict[str, str]:
     out = {}
     for n in names:
+        if n in _SIGNED:
+            continue
         base = n.split("_")[0]
         out[n] = "higher" if (n in _HIGHER or base in _HIGHER) else "lower"
     return out

@@ -38,7 +38,7 @@ SUPPORTED_SCHEMAS = (SCHEMA_V1, SCHEMA)
 #: A stored score: a float (+-inf allowed) or None for NaN.
 Score = Annotated[float | None, BeforeValidator(codec.decode_float)]
 
-_OPEN = ConfigDict(extra="allow", protected_namespaces=())
+_OPEN = ConfigDict(extra="allow", protected_namespaces=(), validate_assignment=True)
 
 
 class TaskInfo(BaseModel):

@@ -181,12 +181,12 @@ LPIPS = Metric("lpips", "lower", "learned perceptual image patch similarity",
                _lpips, Needs(data_range=True, mask=False, dims="2d", device=True))
 _suvmean, _suvmean_lesion = _suv("suvmean_pct_error")
 _suvmax, _suvmax_lesion = _suv("suvmax_pct_error")
-SUVMEAN_PCT_ERROR = Metric("suvmean_pct_error", "lower", "signed % error of SUVmean",
-                           "100 (pred - gt) / gt of the mean activity in the VOI (SUV factor cancels); ranked by "
-                           "value as given (signed)", _suvmean, Needs(lesion_regions_only=True),
-                           per_lesion=_suvmean_lesion)
-SUVMAX_PCT_ERROR = Metric("suvmax_pct_error", "lower", "signed % error of SUVmax",
-                          "100 (pred - gt) / gt of the max activity in the VOI", _suvmax,
+SUVMEAN_PCT_ERROR = Metric("suvmean_pct_error", None, "signed % error of SUVmean",
+                           "100 (pred - gt) / gt of the mean activity in the VOI (SUV factor cancels); signed, so "
+                           "not ranked (neither larger nor smaller is better)", _suvmean,
+                           Needs(lesion_regions_only=True), per_lesion=_suvmean_lesion)
+SUVMAX_PCT_ERROR = Metric("suvmax_pct_error", None, "signed % error of SUVmax",
+                          "100 (pred - gt) / gt of the max activity in the VOI; signed, not ranked", _suvmax,
                           Needs(lesion_regions_only=True), per_lesion=_suvmax_lesion)
 
 
