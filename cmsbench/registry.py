@@ -48,18 +48,32 @@ class Registry(Generic[T]):
         self._builtins = builtins
         self._extra: dict[str, Entry] = {}
         self._cache: dict[str, T] = {}
+        self._scanned: list[Any] | None = None
+
+    def refresh(self) -> None:
+        """Forget the scanned entry points (after installing or removing a plugin in this process)."""
+        self._scanned = None
+        self._cache.clear()
+
+    def _entry_points(self) -> list[Entry]:
+        """The group's entry points as entries; scanned once per process (``refresh`` re-scans): reading
+        every installed distribution's metadata costs tens of milliseconds."""
+        if self._scanned is None:
+            scanned: dict[str, Entry] = {}
+            for ep in metadata.entry_points(group=self.group):
+                dist = ep.dist.name if ep.dist is not None else "?"
+                if ep.name in scanned and scanned[ep.name].target != ep.value:
+                    raise DuplicateNameError(
+                        f"{self.kind} name {ep.name!r} is registered twice: by {scanned[ep.name].distribution} "
+                        f"({scanned[ep.name].target}) and by {dist} ({ep.value}); uninstall or rename one"
+                    )
+                scanned[ep.name] = Entry(ep.name, ep.value, dist)
+            self._scanned = list(scanned.values())
+        return self._scanned
 
     def entries(self) -> dict[str, Entry]:
         """All registered names (no import of the registered objects)."""
-        found: dict[str, Entry] = {}
-        for ep in metadata.entry_points(group=self.group):
-            dist = ep.dist.name if ep.dist is not None else "?"
-            if ep.name in found and found[ep.name].target != ep.value:
-                raise DuplicateNameError(
-                    f"{self.kind} name {ep.name!r} is registered twice: by {found[ep.name].distribution} "
-                    f"({found[ep.name].target}) and by {dist} ({ep.value}); uninstall or rename one"
-                )
-            found[ep.name] = Entry(ep.name, ep.value, dist)
+        found: dict[str, Entry] = {e.name: e for e in self._entry_points()}
         for name, target in self._builtins.items():
             found.setdefault(name, Entry(name, target, "cmsbench"))
         for name, entry in self._extra.items():

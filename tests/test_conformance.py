@@ -102,7 +102,7 @@ class WrongDtype(FakeIdentity):
 
     def predict(self, inputs: Mapping[str, Volume]) -> Volume:
         stack, ref = self.stack_inputs(inputs)
-        return Volume(stack[0].astype(np.float64), ref.affine, "c")
+        return Volume(np.rint(stack[0] * 100).astype(np.int16), ref.affine, "c")  # integers: refused, never cast
 
 
 class DropsAffine(FakeIdentity):
@@ -271,11 +271,11 @@ class UnserialisableOptions(FakeIdentity):
 
 
 BROKEN = [
-    (WrongShape, check_output_geometry, "output_geometry", r"predicted shape \(15, 16, 6\) differs from the inputs' shape \(16, 16, 6\)"),
-    (WrongDtype, check_output_geometry, "output_geometry", "dtype is float64, expected float32"),
-    (DropsAffine, check_output_geometry, "output_geometry", "affine differs from the inputs' affine"),
+    (WrongShape, check_output_geometry, "output_geometry", r"shape \(15, 16, 6\) but the target has shape \(16, 16, 6\)"),
+    (WrongDtype, check_output_geometry, "output_geometry", "dtype int16; a floating-point volume is expected"),
+    (DropsAffine, check_output_geometry, "output_geometry", "affine differs from the target's"),
     (ReturnsArray, check_output_geometry, "output_geometry", "must return a cmsbench Volume"),
-    (NaNOutput, check_finite, "finite", r"1 non-finite voxels \(NaN or inf\)"),
+    (NaNOutput, check_finite, "finite", r"1 non-finite voxel\(s\) \(1 NaN, 0 inf\)"),
     (MutatesInputs, check_inputs_not_mutated, "inputs_not_mutated", "predict modified the input 'a' volume"),
     (MutatesInFit, check_inputs_not_mutated, "inputs_not_mutated", "fit modified the target volume"),
     (NonDeterministic, check_deterministic, "deterministic", "not deterministic under a seed"),

@@ -232,7 +232,8 @@ def test_cola_diff_runs_through_the_runner(cola_diff, brats: Data, tmp_path: Pat
     from cmsbench.benchmark.runner import RunConfig, fitted_state_dir, run
 
     method_name = "cola_diff"  # the registered name, as on the command line
-    folder = fitted_state_dir(brats.task, method_name, learned.ColaDiff, {}, 0, brats.dataset.split.test_hash,
+    options = dict(learned.ColaDiff().options)  # the state is keyed by the full options, defaults included
+    folder = fitted_state_dir(brats.task, method_name, learned.ColaDiff, options, 0, brats.dataset.split.test_hash,
                               brats.dataset.fingerprint())
     cola_diff.save(folder)
     outcome = run(RunConfig(task="brats_flair", method=method_name, data_root=str(brats.root), device="cpu",
@@ -242,7 +243,7 @@ def test_cola_diff_runs_through_the_runner(cola_diff, brats: Data, tmp_path: Pat
     assert record.timing["fit_cached"] is True
     assert len(record.cases) == 2
     assert record.method.card["stochastic"] is True
-    json.dumps(record)
+    json.loads(record.to_json())
 
 
 @pytest.mark.slow

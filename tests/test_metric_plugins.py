@@ -112,9 +112,10 @@ def test_plugin_metric_and_region_are_listed_recorded_and_ranked(brats_tiny: Pat
         assert rec.scoring.metrics["max_abs_error"].source == "cmsbench-toy-metrics"
         assert "brain_core" in rec.task.spec["regions"] and "brain_core" in rec.scoring.convention["regions"]
         # the recorded value is the plugin's computation on the scored images: check one case directly
+        from scipy import ndimage
+
         from cmsbench.tasks.dataset import open_dataset
         from cmsbench.tasks.registry import get_task
-        from scipy import ndimage
 
         dataset = open_dataset(get_task("brats_flair"), brats_tiny)
         cid = next(iter(rec.ok_cases()))

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmsbench.results import load_record
 from cmsbench.benchmark.runner import RunConfig, run
+from cmsbench.results import load_record
 from cmsbench.testing import layouts
 
 METHODS_PY = textwrap.dedent('''

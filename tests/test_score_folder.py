@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmsbench.results import load_record
 from cmsbench.benchmark.score_folder import score_folder
 from cmsbench.cli import main
+from cmsbench.results import load_record
 from cmsbench.tasks.dataset import open_dataset
 from cmsbench.tasks.io.nifti import write_nifti
 from cmsbench.tasks.registry import get_task

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cmsbench.results import load, load_record
 from cmsbench.benchmark.runner import RunConfig, run
 from cmsbench.benchmark.sweep import plan_sweep, run_local, run_ray
+from cmsbench.results import load, load_record
 from cmsbench.testing import layouts
 
 

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from cmsbench.benchmark.timing import PhaseTimer, Timer, peak_memory, time_call
+from cmsbench.benchmark.timing import Timer, peak_memory, time_call
 
 
 def fake_clock(step_sequence):
@@ -39,27 +39,6 @@ def test_timer_cpu():
     with Timer("cpu", clock=fake_clock([1.0, 0.5])) as t:
         pass
     assert t.seconds == 0.5
-
-
-def test_phase_timer_records_and_accumulates():
-    phases = PhaseTimer(clock=fake_clock([0.0, 1.0, 0.0, 2.0, 0.0, 4.0]))
-    with phases.phase("fit"):
-        pass
-    with phases.phase("predict"):
-        pass
-    with phases.phase("fit"):
-        pass
-    assert phases.as_dict() == {"fit": 5.0, "predict": 2.0}
-    assert phases.counts == {"fit": 2, "predict": 1}
-    assert phases.total == 7.0
-
-
-def test_phase_recorded_even_when_body_raises():
-    phases = PhaseTimer(clock=fake_clock([0.0, 1.0]))
-    with pytest.raises(RuntimeError):
-        with phases.phase("score"):
-            raise RuntimeError("boom")
-    assert "score" in phases.as_dict() or phases.as_dict() == {}
 
 
 def test_peak_memory_reports_bytes():

@@ -10,7 +10,7 @@ resolved on first use.
   ``cmsbench.benchmark.metrics.api``, built-ins in ``cmsbench.benchmark.metrics.builtin``)
 - compatibility modes: ``cmsbench.benchmark.modes`` (registered objects), ``cmsbench.benchmark.compat``
 - the prediction contract: ``cmsbench.benchmark.contract``
-- timing: :class:`Timer`, :func:`time_call`, :class:`PhaseTimer`, :func:`peak_memory`
+- timing: :class:`Timer`, :func:`time_call`, :func:`peak_memory`
   (``cmsbench.benchmark.timing``)
 """
 
@@ -25,7 +25,6 @@ _LAZY = {
     "available_modes": "cmsbench.benchmark.scorer",
     "Timer": "cmsbench.benchmark.timing",
     "time_call": "cmsbench.benchmark.timing",
-    "PhaseTimer": "cmsbench.benchmark.timing",
     "peak_memory": "cmsbench.benchmark.timing",
 }
 

@@ -1,5 +1,5 @@
-"""Named compatibility modes: each reproduces one official evaluator as documented in
-``metrics.md``, quirks included. A mode ignores the task's own conventions (data range, regions,
+"""Compatibility-mode implementations (registered as modes in :mod:`cmsbench.benchmark.modes`): each
+reproduces one official evaluator as documented in ``metrics.md``, quirks included. A mode ignores the task's own conventions (data range, regions,
 SSIM flavour) and applies the evaluator's; what it does is recorded in the score's ``convention``.
 
 ``synthrad2023``
@@ -49,7 +49,6 @@ SSIM flavour) and applies the evaluator's; what it does is recorded in the score
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -314,16 +313,3 @@ def ldct_benchmark(target, prediction, masks, task, metadata, case_id, device) -
             "rmse": "HU, unwindowed",
         },
     )
-
-
-ModeFn = Callable[..., ModeResult]
-
-#: mode name -> implementation (``default`` is handled by the scorer itself)
-COMPAT_MODES: dict[str, ModeFn] = {
-    "synthrad2023": synthrad2023,
-    "synthrad2025": synthrad2025,
-    "brasyn": brasyn,
-    "brats_inpainting": brats_inpainting,
-    "udpet": udpet,
-    "ldct_benchmark": ldct_benchmark,
-}

@@ -257,10 +257,16 @@ def _new_record(resolved: ResolvedRun, method: Method, device: str) -> RunRecord
 class Prefetcher:
     """Load case ``ids[i+1]`` in a background thread while case ``ids[i]`` is processed (bounded: one ahead)."""
 
-    def __init__(self, load: Callable[[str], Case], ids: Sequence[str], enabled: bool = True) -> None:
+    def __init__(self, load: Callable[[str], Any], ids: Sequence[str], enabled: bool = True) -> None:
+        from cmsbench.benchmark.metrics.ssim import reserve_cores
+
         self.load, self.ids = load, list(ids)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cmsbench-prefetch") if enabled else None
         self.pending: dict[str, Future] = {}
+        # while reading ahead, the scorer leaves one core to the reader (on 2 cores: one each)
+        self._reserved = reserve_cores(1) if enabled else None
+        if self._reserved is not None:
+            self._reserved.__enter__()
 
     def _submit(self, index: int) -> None:
         if self.pool is not None and index < len(self.ids) and self.ids[index] not in self.pending:
@@ -280,6 +286,10 @@ class Prefetcher:
             for fut in self.pending.values():
                 fut.cancel()
             self.pool.shutdown(wait=True)
+            self.pool = None
+        if self._reserved is not None:
+            self._reserved.__exit__(None, None, None)
+            self._reserved = None
 
 
 def run(config: RunConfig, progress: Callable[[int, int, str], None] | None = None) -> RunOutcome:

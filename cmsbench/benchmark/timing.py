@@ -12,12 +12,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -123,31 +122,6 @@ def time_call(
             result = fn(*args, **kwargs)
         times.append(t.seconds)
     return TimingResult(times, warmup, str(device), result)
-
-
-@dataclass
-class PhaseTimer:
-    """Seconds per named phase (repeated phases accumulate; ``counts`` says how often each ran)."""
-
-    device: str = "cpu"
-    clock: Callable[[], float] = time.perf_counter
-    seconds: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        timer = Timer(self.device, self.clock)
-        with timer:
-            yield
-        self.seconds[name] = self.seconds.get(name, 0.0) + timer.seconds
-        self.counts[name] = self.counts.get(name, 0) + 1
-
-    def as_dict(self) -> dict[str, float]:
-        return dict(self.seconds)
-
-    @property
-    def total(self) -> float:
-        return sum(self.seconds.values())
 
 
 def current_rss_bytes() -> int | None:

@@ -17,29 +17,32 @@ def _folders(args: argparse.Namespace) -> list[Path]:
     return folders
 
 
-def cmd_leaderboard(args: argparse.Namespace) -> int:
+def _boards(args: argparse.Namespace) -> list:
+    """The boards of ``--results`` (every skipped file is reported with its reason); none is an error."""
     from cmsbench.leaderboard.aggregate import load_result_boards
-    from cmsbench.leaderboard.site import build_site
 
     boards, loaded = load_result_boards(*_folders(args), task=args.task)
     for skipped in loaded.skipped:
         sys.stderr.write(f"skipped {skipped.path}: {skipped.reason}\n")
     if not boards:
-        raise CmsbenchError(f"no usable result records found under {', '.join(args.results or ['results'])}")
+        what = f"for task {args.task!r} " if args.task else ""
+        raise CmsbenchError(f"no usable result records {what}under {', '.join(args.results or ['results'])}")
+    return boards
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from cmsbench.leaderboard.site import build_site
+
+    boards = _boards(args)
     index = build_site(boards, Path(args.out), title=args.title, images_per_method=args.images, images=args.images > 0)
     sys.stdout.write(f"wrote {len(boards)} table(s) for {len({b.task for b in boards})} task(s): {index}\n")
     return 0
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from cmsbench.leaderboard.aggregate import load_result_boards
     from cmsbench.leaderboard.tables import render_tables
 
-    boards, loaded = load_result_boards(*_folders(args), task=args.task)
-    for skipped in loaded.skipped:
-        sys.stderr.write(f"skipped {skipped.path}: {skipped.reason}\n")
-    if not boards:
-        raise CmsbenchError(f"no result records for task {args.task!r} under {', '.join(args.results or ['results'])}")
+    boards = _boards(args)
     metrics = args.metric or None
     sys.stdout.write(render_tables(boards, args.format, region=args.region, metrics=metrics, ci_style=args.ci))
     return 0

@@ -236,42 +236,34 @@ def check_predict_before_fit(factory: Any) -> None:
     )
 
 
+def _contract(factory: Any, pred: Any, case: Case) -> None:
+    """The prediction contract the runner and ``cmsbench score`` apply (:mod:`cmsbench.benchmark.contract`)."""
+    from cmsbench.benchmark.contract import PredictionError, check_prediction
+
+    ref = next(iter(case.inputs.values()))
+    data = _as_array(factory, pred)
+    try:
+        check_prediction(data, ref.shape, case_id=case.case_id, source=f"method {factory.name!r}",
+                         affine=np.asarray(pred.affine), target_affine=ref.affine)
+    except PredictionError as exc:
+        raise ConformanceError(f"{factory.name}: {exc}; return self.output(array, reference) to keep the "
+                               "inputs' grid") from exc
+
+
 def check_output_geometry(factory: Any) -> None:
-    """predict returns a float32 Volume with the inputs' shape and affine."""
+    """predict returns a floating-point Volume with the inputs' shape and affine (the prediction contract)."""
     factory = as_factory(factory)
     method, test = factory.fitted()
     case = test[0]
-    ref = next(iter(case.inputs.values()))
-    pred = _predict(factory, method, case)
-    data = _as_array(factory, pred)
-    if data.shape != ref.shape:
-        raise ConformanceError(
-            f"{factory.name}: predicted shape {data.shape} differs from the inputs' shape {ref.shape} (case "
-            f"{case.case_id!r}); predict on the inputs' grid"
-        )
-    if data.dtype != np.float32:
-        raise ConformanceError(
-            f"{factory.name}: predicted dtype is {data.dtype}, expected float32; return self.output(array, reference)"
-        )
-    if not np.allclose(np.asarray(pred.affine), ref.affine, atol=1e-6):
-        raise ConformanceError(
-            f"{factory.name}: predicted affine differs from the inputs' affine (case {case.case_id!r}):\n"
-            f"{np.asarray(pred.affine)}\nvs\n{ref.affine}\nreturn self.output(array, reference) to keep the geometry"
-        )
+    _contract(factory, _predict(factory, method, case), case)
 
 
 def check_finite(factory: Any) -> None:
-    """Every predicted voxel is finite (no NaN or inf)."""
+    """Every predicted voxel is finite (no NaN or inf), for every case (the prediction contract)."""
     factory = as_factory(factory)
     method, test = factory.fitted()
     for case in test:
-        data = _as_array(factory, _predict(factory, method, case))
-        bad = ~np.isfinite(np.asarray(data, dtype=np.float64))
-        if bad.any():
-            raise ConformanceError(
-                f"{factory.name}: the prediction for case {case.case_id!r} has {int(bad.sum())} non-finite voxels "
-                f"(NaN or inf) out of {bad.size}"
-            )
+        _contract(factory, _predict(factory, method, case), case)
 
 
 def _snapshot(cases: list[Case]) -> list[tuple[str, str, np.ndarray, np.ndarray | None]]:

@@ -160,11 +160,6 @@ def noise_sigma(image: np.ndarray, mask: np.ndarray | None = None) -> float:
     return sigma
 
 
-def as_float32(data: np.ndarray) -> np.ndarray:
-    """A float32 copy-free view when possible."""
-    return np.asarray(data, dtype=np.float32)
-
-
 def state_float(meta: Mapping[str, object], key: str) -> float | None:
     """A float (or None) from JSON metadata."""
     value = meta.get(key)

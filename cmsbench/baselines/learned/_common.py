@@ -23,7 +23,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -44,7 +44,8 @@ def import_torch() -> Any:
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - torch is a dependency of the learned extra
-        raise MethodError("the learned baselines need PyTorch and MONAI: pip install 'cmsbench[learned]'") from exc
+        raise MethodError("the learned baselines need PyTorch and MONAI, which cmsbench depends on but cannot "
+                          f"import here ({exc}); reinstall them: pip install torch monai") from exc
     return torch
 
 
@@ -525,11 +526,6 @@ class TorchSliceMethod(Method):
         for net in self.nets.values():
             net.eval()
         self._device = None
-
-
-def iterate_batches(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
 
 
 def gan_loss(kind: str) -> Callable[[Any, bool], Any]:

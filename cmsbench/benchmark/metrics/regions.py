@@ -45,13 +45,10 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
     mask = np.asarray(mask, dtype=bool)
     out = np.zeros_like(mask)
-    if not mask.any():
+    tight = bounding_box(mask)
+    if tight is None:
         return out
-    idx = np.nonzero(mask)
-    box = tuple(
-        slice(max(0, int(i.min()) - radius), min(n, int(i.max()) + radius + 1))
-        for i, n in zip(idx, mask.shape, strict=False)
-    )
+    box = tuple(slice(max(0, s.start - radius), min(n, s.stop + radius)) for s, n in zip(tight, mask.shape, strict=True))
     out[box] = ndimage.binary_dilation(mask[box], structure=_ball(radius))
     return out
 

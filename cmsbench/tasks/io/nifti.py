@@ -39,9 +39,9 @@ def read_nifti(
     if not path.is_file():
         raise DataError(f"{who}missing file {path}: check the dataset folder against the task's layout")
     try:
-        img = nib.load(str(path))
+        img = _load_image(path, nib)
         data = np.asanyarray(img.dataobj)
-    except Exception as exc:  # truncated gzip (EOFError, zlib.error), nibabel's ImageFileError, ...
+    except Exception as exc:  # bad gzip CRC/length (BadGzipFile), truncated data, nibabel's ImageFileError, ...
         raise DataError(
             f"{who}cannot read {path}: the file is corrupt or truncated, or not NIfTI "
             f"({type(exc).__name__}: {exc}); re-download or re-extract it"
@@ -57,6 +57,22 @@ def read_nifti(
         units=units,
         source=str(path),
     )
+
+
+def _load_image(path: Path, nib):
+    """The NIfTI image of ``path``, read whole: a ``.gz`` file is decompressed in one call (which checks the
+    gzip CRC-32 and length, so altered or truncated bytes are refused, and runs without the GIL, so a
+    background reader does not stall the scorer), then parsed from memory."""
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 348:
+        raise ValueError(f"{len(raw)} bytes is shorter than a NIfTI header")
+    sizeof_hdr = int.from_bytes(raw[:4], "little")
+    if sizeof_hdr not in (348, 540):
+        sizeof_hdr = int.from_bytes(raw[:4], "big")
+    cls = nib.Nifti2Image if sizeof_hdr == 540 else nib.Nifti1Image
+    return cls.from_bytes(raw)
 
 
 def nifti_bytes(data: np.ndarray, affine: np.ndarray, *, compress: bool = True) -> bytes:
