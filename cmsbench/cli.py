@@ -70,6 +70,13 @@ def cmd_data_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 # ------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from cmsbench import __version__
@@ -93,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = dsub.add_parser("synth", help="write a phantom dataset in its official layout")
     p.add_argument("dataset", help="brats, ixi, udpet, ldct or synthrad")
     p.add_argument("--out", required=True)
-    p.add_argument("--subjects", type=int, default=None)
+    p.add_argument("--subjects", type=_positive_int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", choices=("default", "full"), default="default")
     p.set_defaults(func=cmd_data_synth)
@@ -125,6 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("cmsbench: interrupted\n")
         return 130
+    except Exception as exc:  # a bug in cmsbench: one clear line, the traceback only with -v
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        sys.stderr.write(f"cmsbench: internal error: {type(exc).__name__}: {exc}\n"
+                         "cmsbench failed; this is a bug: please report it with the command and the output of -v\n")
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

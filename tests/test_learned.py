@@ -234,7 +234,7 @@ def test_cola_diff_runs_through_the_runner(cola_diff, brats: Data, tmp_path: Pat
     method_name = "cola_diff"  # the registered name, as on the command line
     options = dict(learned.ColaDiff().options)  # the state is keyed by the full options, defaults included
     folder = fitted_state_dir(brats.task, method_name, learned.ColaDiff, options, 0, brats.dataset.split.test_hash,
-                              brats.dataset.fingerprint())
+                              brats.dataset.fingerprint(("train", "val")))
     cola_diff.save(folder)
     outcome = run(RunConfig(task="brats_flair", method=method_name, data_root=str(brats.root), device="cpu",
                             results=tmp_path / "results", max_cases=2))

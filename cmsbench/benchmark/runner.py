@@ -20,6 +20,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +44,42 @@ from cmsbench.tasks.volume import Case, Volume
 
 log = logging.getLogger(__name__)
 
+#: Default per-case limit on ``predict`` (seconds): generous for every built-in on CPU (the slowest,
+#: a diffusion model in its paper configuration, needs minutes per case), it stops a plugin that hangs.
+DEFAULT_CASE_TIMEOUT_S = 3600.0
+
+
+class CaseTimeout(MethodError):
+    """``predict`` ran longer than the per-case limit."""
+
+
+@contextmanager
+def time_limit(seconds: float | None, what: str) -> Iterator[None]:
+    """Raise :class:`CaseTimeout` in the block after ``seconds`` (SIGALRM; main thread on POSIX only).
+
+    Python code is interrupted at once; a long call into C code is interrupted when it returns.
+    """
+    import signal
+    import threading
+
+    usable = (seconds is not None and seconds > 0 and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise CaseTimeout(f"{what} exceeded the per-case time limit of {seconds:g} s "
+                          "(raise it with --case-timeout SECONDS, 0 for none)")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
 
 @dataclass
 class RunConfig:
@@ -65,6 +102,7 @@ class RunConfig:
     metrics: tuple[str, ...] = ()  # extra metrics scored besides the task's
     regions: tuple[str, ...] = ()  # extra regions scored besides the task's
     prefetch: bool = True
+    case_timeout_s: float | None = DEFAULT_CASE_TIMEOUT_S  # per-case limit on predict (None: no limit)
 
 
 @dataclass
@@ -162,7 +200,10 @@ def resolve_task(config: RunConfig) -> TaskSpec:
 def resolve_run(config: RunConfig, *, dataset: Dataset | None = None) -> ResolvedRun:
     """Validate names (task, method, options, mode, metrics, regions) and build the run identity.
 
-    Nothing is fitted; the dataset listing is read (its fingerprint is part of the identity).
+    Nothing is fitted. The identity holds the content fingerprint of the train and val cases (what a fit
+    depends on) and the test split's hash; each test case's own content digest is recorded with it and
+    re-checked when a record is resumed, so a rewritten test file is scored again and a rewritten
+    training file makes a new run (and a new fit).
     """
     from cmsbench.benchmark.metrics.registry import validate_names
 
@@ -182,7 +223,8 @@ def resolve_run(config: RunConfig, *, dataset: Dataset | None = None) -> Resolve
     identity = RunIdentity(
         task=task.name, task_fingerprint=task.fingerprint(), method=method_cls.card.name,
         method_version=method_cls.card.version, options=options, seed=config.seed,
-        split_hash=dataset.split.test_hash, data_fingerprint=dataset.fingerprint(), samples=config.samples,
+        split_hash=dataset.split.test_hash, data_fingerprint=dataset.fingerprint(("train", "val")),
+        samples=config.samples,
         mode=config.mode, max_cases=config.max_cases,
     )
     return ResolvedRun(config, task, method_cls, options, dataset, identity)
@@ -191,7 +233,7 @@ def resolve_run(config: RunConfig, *, dataset: Dataset | None = None) -> Resolve
 def _fit(resolved: ResolvedRun, device: str) -> tuple[Method, dict[str, Any]]:
     config, method_cls, dataset = resolved.config, resolved.method_cls, resolved.dataset
     folder = fitted_state_dir(resolved.task, config.method, method_cls, resolved.options, config.seed,
-                              dataset.split.test_hash, dataset.fingerprint())
+                              dataset.split.test_hash, dataset.fingerprint(("train", "val")))
     info: dict[str, Any] = {"state_dir": str(folder)}
     if not config.refit and (folder / "meta.json").exists():
         method = method_cls.load(folder)
@@ -210,7 +252,7 @@ def _fit(resolved: ResolvedRun, device: str) -> tuple[Method, dict[str, Any]]:
             returned = method.fit(train, val, device=device, seed=config.seed)
         except CmsbenchError:
             raise
-        except Exception as exc:  # a plugin may raise anything: name it, no traceback for the user
+        except (Exception, SystemExit) as exc:  # a plugin may raise anything (even sys.exit): name it
             tail = "".join(traceback.format_exception(exc)[-3:]).strip()
             raise MethodError(f"method {name!r} raised {type(exc).__name__} in fit: {exc}\n{tail}") from exc
     if returned is not method:
@@ -293,10 +335,11 @@ class Prefetcher:
 
 
 def run(config: RunConfig, progress: Callable[[int, int, str], None] | None = None) -> RunOutcome:
-    """Run one (task, method, seed) and return the record; resumes an interrupted run of the same config."""
-    from cmsbench.benchmark.setmetrics import SetMetricCollector
-    from cmsbench.benchmark.timing import peak_memory
+    """Run one (task, method, seed) and return the record; resumes an interrupted run of the same config.
 
+    One process writes a record at a time (:class:`~cmsbench.results.lock.RecordLock`): a second run of the
+    same configuration waits, then finishes only what is missing.
+    """
     device = resolve_device(config.device)
     t0 = time.perf_counter()
     resolved = resolve_run(config)
@@ -307,13 +350,32 @@ def run(config: RunConfig, progress: Callable[[int, int, str], None] | None = No
     if config.max_cases is not None:
         test_ids = test_ids[: config.max_cases]
 
+    from cmsbench.results.lock import RecordLock
+
+    with RecordLock(path) as lock:
+        if lock.waited_s:
+            log.warning("the other run of %s finished after %.0f s; continuing from its record", path, lock.waited_s)
+        return _run_locked(resolved, path, test_ids, device, t0, load_s, progress)
+
+
+def _run_locked(resolved: ResolvedRun, path: Path, test_ids: list[str], device: str, t0: float, load_s: float,
+                progress: Callable[[int, int, str], None] | None) -> RunOutcome:
+    from cmsbench.benchmark.setmetrics import SetMetricCollector
+    from cmsbench.benchmark.timing import peak_memory
+
+    config, dataset = resolved.config, resolved.dataset
     record: RunRecord | None = None
     if path.exists():
         try:
             record = load_record(path)
         except DataError as exc:
             log.warning("ignoring unreadable record %s (%s); starting again", path, exc)
-    done = set(record.ok_cases()) if record is not None else set()
+    done: set[str] = set()
+    if record is not None:
+        stale = set(stale_cases(record, dataset))
+        for cid in sorted(stale):
+            log.warning("case %s changed on disk since it was scored: scoring it again", cid)
+        done = set(record.ok_cases()) - stale
     collector = SetMetricCollector(resolved.task, path)
     if record is not None and all(cid in done for cid in test_ids) and record.status != "running":
         log.info("run %s is already complete: %s", record.run_id, path)
@@ -345,11 +407,18 @@ def run(config: RunConfig, progress: Callable[[int, int, str], None] | None = No
     if progress:
         progress(len(todo), len(todo), "")
     record.set_scores = collector.finalize(test_ids, seed=config.seed)
+    record.data = dataset.describe_source()
     failed = [cid for cid in test_ids if cid not in record.cases or not record.cases[cid].ok]
     record.status = "complete" if not failed else "complete_with_failures"
     record.timing["total_s"] = float(record.timing.get("total_s", 0.0)) + (time.perf_counter() - t0)
     record.write(path)
     return RunOutcome(path, record)
+
+
+def stale_cases(record: RunRecord, dataset: Dataset) -> list[str]:
+    """Scored cases whose files changed on disk since (their content digest differs)."""
+    return [cid for cid, case in record.ok_cases().items()
+            if case.data_digest is not None and cid in dataset.refs and case.data_digest != dataset.case_digest(cid)]
 
 
 def _run_case(index: int, case_id: str, prefetch: Prefetcher, method: Method, resolved: ResolvedRun,
@@ -371,7 +440,7 @@ def _run_case(index: int, case_id: str, prefetch: Prefetcher, method: Method, re
     try:
         for sample in range(max(1, config.samples)):
             seed_everything(case_seed(config.seed + sample, case_id))
-            with Timer(device) as timer:
+            with Timer(device) as timer, time_limit(config.case_timeout_s, f"{name}.predict on case {case_id!r}"):
                 out = method.predict(case.inputs)
             timing["predict_s"] = timing.get("predict_s", 0.0) + timer.seconds
             predictions.append(validate_prediction(out, case.target, case_id, name))
@@ -380,7 +449,7 @@ def _run_case(index: int, case_id: str, prefetch: Prefetcher, method: Method, re
                 timing["nfe"] = timing.get("nfe", 0) + int(nfe)
     except CmsbenchError as exc:
         return CaseRecord(status="failed", stage="predict", error=str(exc), timing=timing)
-    except Exception as exc:  # a plugin may raise anything: record it, keep going
+    except (Exception, SystemExit) as exc:  # a plugin may raise anything, even sys.exit: record it, keep going
         tail = "".join(traceback.format_exception(exc)[-3:]).strip()
         return CaseRecord(status="failed", stage="predict", traceback=tail, timing=timing,
                           error=f"{name} raised {type(exc).__name__} on case {case_id!r}: {exc}")
@@ -398,6 +467,7 @@ def _run_case(index: int, case_id: str, prefetch: Prefetcher, method: Method, re
     except CmsbenchError as exc:
         return CaseRecord(status="failed", stage="score", error=str(exc), timing=timing)
     entry = case_entry(score, timing, record)
+    entry.data_digest = resolved.dataset.case_digest(case_id)
     collector.add(case_id, score.features)
     for key, value in extra.items():
         setattr(entry, key, value)

@@ -150,6 +150,7 @@ def score_folder(task_name: str, predictions: Path, *, data_root: str | None = N
                     warnings.append(warn)
                     entry.warnings.append(warn)
                 entry.prediction = str(files[cid])
+                entry.data_digest = dataset.case_digest(cid)
                 record.cases[cid] = entry
             except CmsbenchError as exc:
                 problems.append(str(exc))

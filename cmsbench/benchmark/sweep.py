@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cmsbench.benchmark.runner import RunConfig, resolve_run, run
+from cmsbench.benchmark.runner import RunConfig, resolve_run, run, stale_cases
 from cmsbench.errors import CmsbenchError
 from cmsbench.results import load_record
 
@@ -85,7 +85,9 @@ def find_complete_record(config: RunConfig) -> Path | None:
         record = load_record(path)
     except CmsbenchError:
         return None
-    return path if record.status == "complete" else None
+    if record.status != "complete" or stale_cases(record, resolved.dataset):
+        return None  # unfinished, or a test case was rewritten since: the run has work to do
+    return path
 
 
 def plan_sweep(tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int], *, results: Path,

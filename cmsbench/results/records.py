@@ -176,6 +176,7 @@ class CaseRecord(BaseModel):
     prediction: str | None = None
     sample_spread: float | None = None
     warnings: list[str] = Field(default_factory=list)
+    data_digest: str | None = None  # content hash of the case's files when it was scored
 
     @property
     def ok(self) -> bool:

@@ -30,15 +30,26 @@ def _source_files(ref: CaseRef) -> list[Path]:
 
 
 def root_fingerprint(refs: list[CaseRef]) -> str:
-    """Hash of the dataset's file listing (paths relative to nothing, sizes): identifies the data used."""
-    entries = []
-    for ref in refs:
-        for path in sorted(_source_files(ref)):
-            try:
-                entries.append(f"{ref.case_id}:{path.name}:{path.stat().st_size}")
-            except OSError:
-                entries.append(f"{ref.case_id}:{path.name}:?")
+    """Hash of the cases' files by CONTENT (case ID, file name, SHA-256 of the bytes): identifies the data.
+
+    Digests are remembered under path + size + mtime_ns (:mod:`cmsbench.tasks.io.digests`), so only new or
+    rewritten files are read again; a file rewritten with the same size still changes the fingerprint.
+    """
+    entries = [f"{ref.case_id}:{case_digest(ref)}" for ref in refs]
     return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
+
+
+def case_digest(ref: CaseRef) -> str:
+    """SHA-256 (16 hex digits) over one case's files: names and content digests."""
+    from cmsbench.tasks.io.digests import file_digest
+
+    parts = []
+    for path in sorted(_source_files(ref)):
+        try:
+            parts.append(f"{path.name}:{file_digest(path)}")
+        except OSError:
+            parts.append(f"{path.name}:?")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def load_raw_case(ref: CaseRef, task: TaskSpec, cache: CaseCache | None) -> Case:
@@ -88,9 +99,17 @@ class Dataset:
         for case_id in self.case_ids(split):
             yield self.load_case(case_id, normalise=normalise)
 
-    def fingerprint(self) -> str:
-        """Hash of the file listing (names and sizes)."""
-        return root_fingerprint(list(self.refs.values()))
+    def fingerprint(self, splits: tuple[str, ...] | None = None) -> str:
+        """Content hash of the dataset's files (or only of the given splits' cases, e.g. ``("train", "val")``)."""
+        if splits is None:
+            refs = list(self.refs.values())
+        else:
+            refs = [self.refs[cid] for name in splits for cid in self.split[name]]
+        return root_fingerprint(refs)
+
+    def case_digest(self, case_id: str) -> str:
+        """Content hash of one case's files (recorded with the case; a resumed run re-checks it)."""
+        return case_digest(self.refs[case_id])
 
     def describe_source(self) -> dict:
         """What data a result came from: phantom or real, the path and its fingerprint."""

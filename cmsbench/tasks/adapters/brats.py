@@ -43,6 +43,11 @@ class BratsAdapter(DatasetAdapter):
         found = Discovery()
         roles = (*task.inputs, task.target, "seg")
         subject_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and _layout_of(d.name)]
+        for d in sorted(root.iterdir()):
+            if d.is_dir() and not d.name.startswith(".") and not _layout_of(d.name):
+                found.problems.append(Problem(
+                    "folder does not match the BraTS layout (BraTS2021_00000 or BraTS-GLI-00000-000) and is "
+                    "ignored: rename it to its subject ID or move it out of the data root", path=str(d)))
         if not subject_dirs:
             found.problems.append(Problem(
                 "no BraTS subject folders found (expected BraTS2021_00000/ or BraTS-GLI-00000-000/ "
@@ -80,11 +85,12 @@ class BratsAdapter(DatasetAdapter):
             for role, path in ref.files.items()
             if role != "seg"
         }
-        seg = read_nifti(ref.files["seg"], modality="seg", units="label", dtype=np.int16, subject=ref.case_id)
+        label_et = int(ref.metadata.get("enhancing_label", 4))
+        seg = read_nifti(ref.files["seg"], modality="seg", units="label", dtype=np.int16, subject=ref.case_id,
+                         labels=(0, 1, 2, label_et))
         target = vols[task.target]
         check_geometry(ref.case_id, target, {**{k: v for k, v in vols.items() if k != task.target}, "seg": seg})
         labels = seg.data
-        label_et = int(ref.metadata.get("enhancing_label", 4))
         brain = np.zeros(target.shape, bool)
         for vol in vols.values():
             brain |= vol.data > 0

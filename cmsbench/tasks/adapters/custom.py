@@ -70,7 +70,8 @@ class PatternAdapter(DatasetAdapter):
         mask_roles = set(ref.metadata.get("mask_roles", []))
         vols = {role: read_nifti(p, modality=role, units=task.units, subject=ref.case_id)
                 for role, p in ref.files.items() if role not in mask_roles}
-        mask_vols = {role: read_nifti(p, modality=role, units="label", dtype=np.int16, subject=ref.case_id)
+        mask_vols = {role: read_nifti(p, modality=role, units="label", dtype=np.int16, subject=ref.case_id,
+                                      labels="nonnegative")
                      for role, p in ref.files.items() if role in mask_roles}
         target = vols[task.target]
         check_geometry(ref.case_id, target, {**{k: v for k, v in vols.items() if k != task.target}, **mask_vols})

@@ -2,13 +2,15 @@
 
 DICOM: ``PATIENT/<study>/<n>-Full Dose Images-<k>/*.dcm`` and ``PATIENT/<study>/<n>-Low Dose
 Images-<k>/*.dcm``: series are grouped by SeriesInstanceUID and told apart by SeriesDescription
-("Full Dose" vs "Low Dose"/"Quarter Dose"). NIfTI: ``PATIENT/full_dose.nii.gz`` and
-``PATIENT/low_dose.nii.gz`` (or ``quarter_dose.nii.gz``). Values in HU. ``body`` is the ground truth's
-foreground above -500 HU.
+("Full Dose" vs "Low Dose"/"Quarter Dose"); both must carry the folder's PatientID (when set).
+NIfTI: ``PATIENT/full_dose.nii.gz`` and ``PATIENT/low_dose.nii.gz`` (or ``quarter_dose.nii.gz``).
+``PATIENT`` is a TCIA patient ID (``L067``, ``C002``, ``N001``); other folders are listed as problems
+and skipped. Values in HU. ``body`` is the ground truth's foreground above -500 HU.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from cmsbench.tasks.adapters.base import (
@@ -27,6 +29,8 @@ from cmsbench.tasks.volume import UNITS_HU, Case
 
 FULL_NAMES = ("full_dose.nii.gz", "full_dose.nii")
 LOW_NAMES = ("low_dose.nii.gz", "quarter_dose.nii.gz", "low_dose.nii", "quarter_dose.nii")
+#: TCIA LDCT-and-Projection-data patient IDs: L (abdomen), C (chest), N (head) and three digits.
+PATIENT_RE = re.compile(r"^[LCN]\d{3}$")
 
 
 def _classify(description: str) -> str | None:
@@ -49,6 +53,11 @@ class LdctAdapter(DatasetAdapter):
         full_role, low_role = task.target, task.inputs[0]
         for folder in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
             pid = folder.name
+            if not PATIENT_RE.match(pid):
+                found.problems.append(Problem(
+                    "folder name is not a TCIA LDCT patient ID (L067, C002, N001, ...): the folder is skipped; "
+                    "rename it to its patient ID or move it out of the data root", path=str(folder)))
+                continue
             full = next((folder / n for n in FULL_NAMES if (folder / n).exists()), None)
             low = next((folder / n for n in LOW_NAMES if (folder / n).exists()), None)
             if full or low:
@@ -74,6 +83,15 @@ class LdctAdapter(DatasetAdapter):
                 found.problems.append(Problem(
                     f"no {' or '.join(m + ' dose' for m in missing)} series (SeriesDescription must contain "
                     "'Full Dose' / 'Low Dose'): the patient is skipped", subject=pid, path=str(folder)))
+                continue
+            strangers = [(kind, by_kind[kind][0]) for kind in ("full", "low")
+                         if by_kind[kind][0].patient_id not in ("", pid)]
+            for kind, s in strangers:
+                found.problems.append(Problem(
+                    f"the {kind}-dose series has PatientID {s.patient_id!r}, not {pid!r}: it belongs to another "
+                    "patient; move it to that patient's folder (the patient is skipped)",
+                    subject=pid, path=str(s.files[0].parent)))
+            if strangers:
                 continue
             if len(by_kind["full"]) > 1 or len(by_kind["low"]) > 1:
                 found.problems.append(Problem(

@@ -41,6 +41,11 @@ class SynthradAdapter(DatasetAdapter):
             found.problems.append(Problem(
                 "no SynthRAD2023 case folders found (expected Task1/brain/1BA001/{mr,ct,mask}.nii.gz)", path=str(root)))
             return found
+        for other in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
+                            and not CASE_RE.match(d.name)):
+            found.problems.append(Problem(
+                "folder does not match the SynthRAD2023 case layout (e.g. 1BA001) and is ignored: rename or move it",
+                path=str(other)))
         for case_dir in sorted(d for d in folder.iterdir() if d.is_dir() and CASE_RE.match(d.name)):
             files = {}
             for role, name in ((task.inputs[0], "mr"), (task.target, "ct"), ("mask", "mask")):
@@ -59,7 +64,8 @@ class SynthradAdapter(DatasetAdapter):
     def load(self, ref: CaseRef, task: TaskSpec) -> Case:
         mr = read_nifti(ref.files[task.inputs[0]], modality=task.inputs[0], units=UNITS_MR, subject=ref.case_id)
         ct = read_nifti(ref.files[task.target], modality=task.target, units=UNITS_HU, subject=ref.case_id)
-        mask = read_nifti(ref.files["mask"], modality="mask", units="label", dtype=np.int16, subject=ref.case_id)
+        mask = read_nifti(ref.files["mask"], modality="mask", units="label", dtype=np.int16, subject=ref.case_id,
+                          labels=(0, 1))
         check_geometry(ref.case_id, ct, {task.inputs[0]: mr, "mask": mask})
         return Case(
             case_id=ref.case_id,

@@ -112,7 +112,8 @@ class UdpetAdapter(DatasetAdapter):
         others = {low_role: low}
         masks = {}
         if "lesion" in ref.files:
-            lesion = read_nifti(ref.files["lesion"], modality="lesion", units="label", dtype=np.int16, subject=ref.case_id)
+            lesion = read_nifti(ref.files["lesion"], modality="lesion", units="label", dtype=np.int16,
+                                subject=ref.case_id, labels="nonnegative")
             others["lesion"] = lesion
             masks["lesion"] = lesion.data > 0
         check_geometry(ref.case_id, target, others)

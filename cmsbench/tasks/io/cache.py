@@ -1,8 +1,8 @@
 """A cache of loaded (preprocessed) cases as memory-mapped ``.npy`` files.
 
 The key hashes the adapter (name and version), the roles, the adapter options and, for every source
-file, its absolute path, size and modification time (ns): a changed source file gets a new key and is
-never served stale. Entries are written to a temporary folder and renamed into place atomically.
+file, its absolute path, size, modification time (ns) and content digest: a changed source file gets a
+new key and is never served stale, even when its size is unchanged. Entries are written to a temporary folder and renamed into place atomically.
 """
 
 from __future__ import annotations
@@ -22,17 +22,19 @@ import numpy as np
 from cmsbench.tasks.volume import Case, Volume
 
 log = logging.getLogger(__name__)
-SCHEMA = "1"
+SCHEMA = "2"  # 2: readers check CRC, affines, scaling, labels and finite voxels; keys by content
 
 
 def _stat_entries(paths: Iterable[Path]) -> list[list[Any]]:
+    from cmsbench.tasks.io.digests import file_digest
+
     out = []
     for path in sorted({Path(p).resolve() for p in paths}):
         try:
             st = path.stat()
-            out.append([str(path), st.st_size, st.st_mtime_ns])
+            out.append([str(path), st.st_size, st.st_mtime_ns, file_digest(path)])
         except OSError:
-            out.append([str(path), None, None])
+            out.append([str(path), None, None, None])
     return out
 
 

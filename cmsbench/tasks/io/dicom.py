@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,9 @@ def scan_series(folder: Path, *, subject: str | None = None) -> tuple[list[Dicom
         if path.suffix.lower() not in (".dcm", ".ima", ""):
             continue
         try:
-            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+            with warnings.catch_warnings():  # invalid values are refused when the series is read
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(str(path), stop_before_pixels=True)
         except Exception as exc:  # pydicom raises InvalidDicomError, EOFError, ...
             if path.suffix.lower() in (".dcm", ".ima"):
                 problems.append(f"{path}: not a readable DICOM file ({type(exc).__name__}: {exc})")
@@ -49,62 +52,147 @@ def scan_series(folder: Path, *, subject: str | None = None) -> tuple[list[Dicom
     return list(series.values()), problems
 
 
+#: Largest accepted |RescaleIntercept|: CT intercepts are about -1024 HU, PET and MR ones are small;
+#: beyond 1e5 (HU-ish units) the header is corrupt, not data.
+MAX_RESCALE_INTERCEPT = 1e5
+#: Largest accepted |RescaleSlope| (it must also be finite and non-zero).
+MAX_RESCALE_SLOPE = 1e6
+
+_NOT_AN_IMAGE = ("remove the file from the series folder if it is not an image slice (a scout, a dose report), "
+                 "else re-download the series")
+
+
+def _numbers(ds, keyword: str, count: int, path: Path, who: str, *, default: float | None = None) -> np.ndarray:
+    """The ``count`` numbers of the DICOM attribute ``keyword`` (``default`` when absent, if given).
+
+    A missing, empty, non-numeric, non-finite or wrongly sized value is a :class:`DataError` naming the file.
+    """
+    try:
+        value = ds[keyword].value if keyword in ds else None
+    except Exception as exc:  # pydicom may fail while converting a raw element
+        raise DataError(f"{who}{path}: unreadable {keyword} ({type(exc).__name__}: {exc}); {_NOT_AN_IMAGE}") from exc
+    items = [] if value is None else [value] if isinstance(value, (str, bytes, int, float)) else list(value)
+    if not items or items == [""]:
+        if default is not None:
+            return np.full(count, float(default))
+        raise DataError(f"{who}{path} lacks {keyword}: the slice cannot be placed in space; {_NOT_AN_IMAGE}")
+    try:
+        numbers = np.array([float(v) for v in items], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{who}{path}: {keyword} {_show(value)} is not numeric; the header is damaged: "
+                        "re-download the series") from exc
+    if numbers.size != count:
+        raise DataError(f"{who}{path}: {keyword} holds {numbers.size} value(s) {_show(value)}, {count} expected; "
+                        "the header is damaged: re-download the series")
+    if not np.isfinite(numbers).all():
+        raise DataError(f"{who}{path}: {keyword} {_show(value)} is not finite; the header is damaged: "
+                        "re-download the series")
+    return numbers
+
+
+def _show(value) -> str:
+    """A short printable form of a DICOM value (multiple values joined by backslashes)."""
+    if not isinstance(value, (str, bytes)) and hasattr(value, "__iter__"):
+        value = "\\".join(str(v) for v in value)
+    text = str(value)
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
+def _read_slice(path: Path, who: str):
+    """(dataset, pixel values after rescaling, position, orientation, pixel spacing) of one slice file."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path))
+        pixels = np.asarray(ds.pixel_array)
+    except Exception as exc:
+        raise DataError(
+            f"{who}cannot read DICOM file {path} ({type(exc).__name__}: {exc}); the file is corrupt "
+            "or truncated: re-download the series"
+        ) from exc
+    if pixels.ndim != 2:
+        raise DataError(f"{who}{path} holds pixel data of shape {pixels.shape} (multi-frame or colour); one "
+                        "greyscale slice per file is expected: convert the series to single-frame greyscale")
+    if np.iscomplexobj(pixels):
+        raise DataError(f"{who}{path} holds complex pixel data; a real-valued greyscale slice is expected")
+    slope = float(_numbers(ds, "RescaleSlope", 1, path, who, default=1.0)[0])
+    intercept = float(_numbers(ds, "RescaleIntercept", 1, path, who, default=0.0)[0])
+    if slope == 0 or abs(slope) > MAX_RESCALE_SLOPE:
+        raise DataError(f"{who}{path}: RescaleSlope {slope:g} is {'zero' if slope == 0 else 'absurd'} (a non-zero "
+                        f"value up to {MAX_RESCALE_SLOPE:g} is expected); the header is corrupt: re-download the series")
+    if abs(intercept) > MAX_RESCALE_INTERCEPT:
+        raise DataError(f"{who}{path}: RescaleIntercept {intercept:g} is beyond +-{MAX_RESCALE_INTERCEPT:g}; the "
+                        "header is corrupt: re-download the series")
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = (pixels.astype(np.float64) * slope + intercept).astype(np.float32)
+    finite = np.isfinite(values)
+    if not finite.all():
+        raise DataError(f"{who}{path} has {int(values.size - np.count_nonzero(finite))} NaN/inf pixel value(s) "
+                        f"of {values.size} after rescaling; the slice is damaged: re-download the series")
+    position = _numbers(ds, "ImagePositionPatient", 3, path, who)
+    orientation = _numbers(ds, "ImageOrientationPatient", 6, path, who)
+    row_dir, col_dir = orientation[:3], orientation[3:]
+    if (abs(np.linalg.norm(row_dir) - 1) > 1e-2 or abs(np.linalg.norm(col_dir) - 1) > 1e-2
+            or abs(float(row_dir @ col_dir)) > 1e-2):
+        raise DataError(f"{who}{path}: ImageOrientationPatient {orientation.round(4).tolist()} is not two "
+                        "orthogonal unit vectors; the header is damaged: re-download the series")
+    spacing = _numbers(ds, "PixelSpacing", 2, path, who)
+    if np.any(spacing <= 0):
+        raise DataError(f"{who}{path}: PixelSpacing {spacing.tolist()} must be positive; the header is damaged: "
+                        "re-download the series")
+    return ds, values, position, orientation, spacing
+
+
 def read_dicom_series(
     files: list[Path], *, modality: str = "ct", units: str = UNITS_HU, subject: str | None = None
 ) -> Volume:
     """Read one series into a :class:`Volume` in RAS world coordinates (array axes: column, row, slice).
 
-    Pixel values are converted with RescaleSlope/RescaleIntercept (HU for CT). Slices are sorted by
-    their position along the slice normal; inconsistent spacing or orientation is an error.
+    Pixel values are converted with RescaleSlope/RescaleIntercept (HU for CT); the slope must be finite,
+    non-zero and at most :data:`MAX_RESCALE_SLOPE` in magnitude, the intercept finite and within
+    +-:data:`MAX_RESCALE_INTERCEPT`. Slices are sorted by their position along the slice normal. Refused
+    with a :class:`DataError` naming the subject and the file or series folder: a slice without
+    ImagePositionPatient, ImageOrientationPatient or PixelSpacing or with non-numeric or non-finite ones,
+    NaN/inf pixel values after rescaling, and inconsistent orientation, pixel spacing, slice size or
+    slice spacing within the series.
     """
-    import pydicom
-
     who = f"subject {subject!r}: " if subject else ""
     if not files:
         raise DataError(f"{who}empty DICOM series")
-    slices = []
-    for path in files:
-        try:
-            ds = pydicom.dcmread(str(path))
-            pixels = ds.pixel_array.astype(np.float32)
-        except Exception as exc:
-            raise DataError(
-                f"{who}cannot read DICOM file {path} ({type(exc).__name__}: {exc}); the file is corrupt "
-                "or truncated: re-download the series"
-            ) from exc
-        slope = float(getattr(ds, "RescaleSlope", 1.0))
-        intercept = float(getattr(ds, "RescaleIntercept", 0.0))
-        slices.append((ds, pixels * slope + intercept, path))
-    first = slices[0][0]
-    try:
-        iop = np.array([float(v) for v in first.ImageOrientationPatient])
-        spacing_rc = [float(v) for v in first.PixelSpacing]  # row spacing, column spacing
-    except AttributeError as exc:
-        raise DataError(f"{who}{slices[0][2]} lacks ImageOrientationPatient/PixelSpacing: not an image series") from exc
+    folder = files[0].parent
+    with warnings.catch_warnings():  # pydicom warns about invalid values; we refuse them with our own message
+        warnings.simplefilter("ignore")
+        slices = [(*_read_slice(path, who), path) for path in files]
+    first_ds, _, _, iop, spacing_rc, first_path = slices[0]  # spacing: row spacing, column spacing
     row_dir, col_dir = iop[:3], iop[3:]
     normal = np.cross(row_dir, col_dir)
-    positions = []
-    for ds, _, path in slices:
-        this_iop = np.array([float(v) for v in ds.ImageOrientationPatient])
+    for _, _, _, this_iop, this_spacing, path in slices[1:]:
         if not np.allclose(this_iop, iop, atol=1e-4):
-            raise DataError(f"{who}{path} has another ImageOrientationPatient than the rest of its series")
-        positions.append(np.array([float(v) for v in ds.ImagePositionPatient]))
-    order = np.argsort([float(p @ normal) for p in positions])
+            raise DataError(f"{who}{path} has another ImageOrientationPatient than the rest of its series "
+                            f"in {folder}; keep one series per folder")
+        if not np.allclose(this_spacing, spacing_rc, rtol=1e-3, atol=1e-4):
+            raise DataError(f"{who}{path} has PixelSpacing {this_spacing.tolist()} but {first_path.name} has "
+                            f"{spacing_rc.tolist()}: inconsistent pixel spacing in the series in {folder}")
+    order = np.argsort([float(s[2] @ normal) for s in slices], kind="stable")
     slices = [slices[i] for i in order]
-    positions = [positions[i] for i in order]
+    positions = [s[2] for s in slices]
     shapes = {s[1].shape for s in slices}
     if len(shapes) != 1:
-        raise DataError(f"{who}DICOM series in {files[0].parent} mixes slice sizes {sorted(shapes)}")
+        raise DataError(f"{who}DICOM series in {folder} mixes slice sizes {sorted(shapes)}")
     if len(slices) > 1:
-        steps = np.diff([float(p @ normal) for p in positions])
+        heights = np.array([float(p @ normal) for p in positions])
+        steps = np.diff(heights)
         if np.any(steps <= 0) or np.ptp(steps) > 0.01 * max(abs(float(np.mean(steps))), 1e-6) + 1e-3:
+            bad = int(np.argmax(np.abs(steps - np.median(steps))))
             raise DataError(
-                f"{who}DICOM series in {files[0].parent} has duplicate or unevenly spaced slices "
-                f"(steps {np.round(steps, 3).tolist()[:6]}...): remove duplicates or missing slices"
+                f"{who}DICOM series in {folder} has duplicate or unevenly spaced slices "
+                f"(steps {np.round(steps, 3).tolist()[:6]}{'...' if steps.size > 6 else ''} mm; e.g. between "
+                f"{slices[bad][5].name} and {slices[bad + 1][5].name}): remove duplicates or restore missing slices"
             )
         slice_vec = (positions[-1] - positions[0]) / (len(positions) - 1)
     else:
-        slice_vec = normal * float(getattr(first, "SliceThickness", 1.0) or 1.0)
+        thickness = float(_numbers(first_ds, "SliceThickness", 1, first_path, who, default=1.0)[0]) or 1.0
+        slice_vec = normal * abs(thickness)
     # pixel_array is (rows, columns) = (y, x); store as (x, y, z).
     data = np.stack([s[1].T for s in slices], axis=-1)
     affine_lps = np.eye(4)
@@ -117,7 +205,7 @@ def read_dicom_series(
         affine=_LPS_TO_RAS @ affine_lps,
         modality=modality,
         units=units,
-        source=str(files[0].parent),
+        source=str(folder),
     )
 
 

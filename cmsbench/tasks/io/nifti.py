@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,12 @@ def is_nifti(path: Path) -> bool:
     return path.name.endswith(NIFTI_SUFFIXES)
 
 
+#: Largest accepted |scl_slope| / |scl_inter| (and smallest non-zero |scl_slope|): beyond these the
+#: header's intensity scaling is treated as corrupt, not as data.
+MAX_SCALING = 1e6
+MIN_SLOPE = 1e-6
+
+
 def read_nifti(
     path: str | Path,
     *,
@@ -26,11 +33,17 @@ def read_nifti(
     units: str = UNITS_MR,
     dtype: type = np.float32,
     subject: str | None = None,
+    labels: Collection[int] | str | None = None,
 ) -> Volume:
     """Read a 3D NIfTI file into a :class:`Volume` (data in ``dtype``, nibabel scaling applied).
 
-    Raises :class:`DataError` naming the file (and subject) when it is missing, not NIfTI, corrupt or
-    truncated, or not 3D (a trailing singleton 4th axis is dropped).
+    Refused with a :class:`DataError` naming the file (and subject): a missing, truncated or corrupt file
+    (the gzip CRC-32 and length are checked), one that is not NIfTI or not 3D (a trailing singleton 4th
+    axis is dropped), an RGB or complex data type, a non-finite or singular affine, an absurd intensity
+    scaling (``scl_slope``/``scl_inter`` non-finite, or beyond :data:`MAX_SCALING`), NaN/inf voxels.
+
+    ``labels``: the file is a label map: its values must be integers (a float map with non-integer
+    values is an error, never truncated) from the given set (``"nonnegative"``: any integer >= 0).
     """
     import nibabel as nib
 
@@ -50,13 +63,69 @@ def read_nifti(
         data = data[..., 0]
     if data.ndim != 3:
         raise DataError(f"{who}{path} holds a {data.ndim}D array of shape {data.shape}; a 3D volume is expected")
+    affine = _check_header(img, path, who)
+    if labels is not None:
+        data = _check_labels(data, labels, path, who)
+    elif not np.issubdtype(data.dtype, np.integer):
+        finite = np.isfinite(data)
+        if not finite.all():
+            bad = int(data.size - np.count_nonzero(finite))
+            raise DataError(f"{who}{path} has {bad} NaN/inf voxel(s) of {data.size}; the image is damaged: "
+                            "re-export it (or fix the voxels) before benchmarking")
     return Volume(
         data=np.ascontiguousarray(data, dtype=dtype),
-        affine=np.asarray(img.affine, dtype=np.float64),
+        affine=affine,
         modality=modality,
         units=units,
         source=str(path),
     )
+
+
+def _check_header(img, path: Path, who: str) -> np.ndarray:
+    """The affine, after checking data type, affine and intensity scaling (see :func:`read_nifti`)."""
+    dt = img.get_data_dtype()
+    if dt.fields is not None or np.issubdtype(dt, np.complexfloating):
+        raise DataError(f"{who}{path} stores {'RGB' if dt.fields else 'complex'} voxels ({dt}); a scalar "
+                        "(grey-value) image is expected: convert it to one channel")
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.isfinite(affine).all():
+        raise DataError(f"{who}{path} has a non-finite affine (NaN/inf in its qform/sform); fix the header")
+    if abs(float(np.linalg.det(affine[:3, :3]))) < 1e-12:
+        raise DataError(f"{who}{path} has a singular affine (zero voxel size or degenerate axes); fix the header")
+    header = img.header
+    # NaN (what nibabel writes) and a slope of 0 mean "no scaling" (NIfTI-1); infinities or huge values are corrupt
+    slope, inter = (float(np.asarray(header[k]).item()) if k in header else 0.0 for k in ("scl_slope", "scl_inter"))
+    scaled = not np.isnan(slope) and slope != 0
+    bad_slope = scaled and not MIN_SLOPE <= abs(slope) <= MAX_SCALING
+    bad_inter = scaled and not np.isnan(inter) and not abs(inter) <= MAX_SCALING
+    if bad_slope or bad_inter:
+        raise DataError(f"{who}{path} has an absurd intensity scaling (scl_slope {slope:g}, scl_inter {inter:g}); "
+                        "the header is corrupt: re-export the file")
+    return affine
+
+
+def _check_labels(data: np.ndarray, labels: Collection[int] | str, path: Path, who: str) -> np.ndarray:
+    if not np.issubdtype(data.dtype, np.integer):
+        if not np.isfinite(data).all():
+            raise DataError(f"{who}{path} is a label map with NaN/inf values; re-export it")
+        rounded = np.rint(data)
+        off = rounded != data
+        if off.any():
+            example = float(data[off].flat[0])
+            raise DataError(f"{who}{path} is a label map with {int(off.sum())} non-integer value(s) (e.g. {example:g}); "
+                            "labels must be integers: re-export it without interpolation")
+        data = rounded
+    values = np.unique(data)
+    if labels == "nonnegative":
+        bad = values[values < 0]
+        allowed = "integers >= 0"
+    else:
+        bad = np.setdiff1d(values, np.asarray(sorted(labels)))
+        allowed = str(sorted(int(v) for v in labels))
+    if bad.size:
+        raise DataError(f"{who}{path} holds label value(s) {[int(v) for v in bad[:10]]} outside the task's labels "
+                        f"{allowed}; fix the segmentation")
+    return data
 
 
 def _load_image(path: Path, nib):
