@@ -206,3 +206,60 @@ def _patched(parser, func):
         for sub in action.choices.values():
             sub.set_defaults(func=func)
     return parser
+
+
+# ------------------------------------------------------------------------------------------ leaderboard
+def test_leaderboard_skips_malformed_and_unreadable_files_with_reasons(tmp_path: Path, capsys) -> None:
+    import os
+
+    from cmsbench.cli import main
+    from cmsbench.testing.synthetic import demo_results
+
+    results = tmp_path / "res"
+    demo_results(results, n_cases=12)
+    good = next(results.rglob("*.json"))
+    malformed = good.with_name("malformed.json")
+    data = good.read_text().replace('"cases": {', '"cases": [], "_was": {', 1)
+    malformed.write_text(data)
+    unreadable = good.with_name("unreadable.json")
+    unreadable.write_text("{}")
+    os.chmod(unreadable, 0)
+    deep = good.with_name("deep.json")
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    try:
+        rc = main(["leaderboard", "--results", str(results), "--out", str(tmp_path / "site"), "--images", "0"])
+        err = capsys.readouterr().err
+        assert rc == 0 and (tmp_path / "site" / "index.html").exists()
+        assert f"skipped {malformed}: " in err and "cases" in err.split(f"skipped {malformed}: ")[1].splitlines()[0]
+        assert f"skipped {deep}: " in err
+        if os.geteuid() != 0:  # root reads anything
+            assert f"skipped {unreadable}: " in err
+        else:
+            assert f"skipped {unreadable}: " in err and "not a cmsbench result record" in err
+        # nothing usable: non-zero exit, with the reasons
+        only_bad = tmp_path / "bad"
+        only_bad.mkdir()
+        malformed.replace(only_bad / "malformed.json")
+        rc = main(["leaderboard", "--results", str(only_bad), "--out", str(tmp_path / "site2")])
+        assert rc == 2 and "no usable result records" in capsys.readouterr().err
+    finally:
+        os.chmod(unreadable, 0o644)
+
+
+def test_rank_bootstrap_fast_path_equals_the_gather(monkeypatch) -> None:
+    """Above MAX_BOOTSTRAP_N cases the rank bootstrap uses case counts and a matrix product: same numbers."""
+    from cmsbench.leaderboard import aggregate as agg
+    from cmsbench.testing.synthetic import draw_scores, make_record
+
+    ids = [f"c{i}" for i in range(300)]
+    entries = []
+    for k, mu in enumerate((30.0, 30.2, 29.5)):
+        rec = make_record(draw_scores(ids, {"brain": {"psnr": mu}}, sd=1.0, seed=k), method=f"m{k}")
+        entries.extend(agg.build_boards([(None, rec)])[0].entries)
+    monkeypatch.setattr(agg, "MAX_BOOTSTRAP_N", 10**9)
+    slow = agg.compute_metric_board(entries, "brain", "psnr")
+    monkeypatch.setattr(agg, "MAX_BOOTSTRAP_N", 0)
+    fast = agg.compute_metric_board(entries, "brain", "psnr")
+    for key, r in slow.ranks.items():
+        for field in ("rta_low", "rta_high", "atr_low", "atr_high", "mean_rank"):
+            assert getattr(fast.ranks[key], field) == pytest.approx(getattr(r, field), abs=1e-9), field
