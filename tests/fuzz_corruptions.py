@@ -78,7 +78,7 @@ def load_array(path: Path) -> tuple[np.ndarray, np.ndarray]:
     import nibabel as nib
 
     img = nib.Nifti1Image.from_bytes(nifti_raw(path))
-    return np.asanyarray(img.dataobj), np.asarray(img.affine)
+    return np.array(img.dataobj, order="C"), np.asarray(img.affine)  # C order: reshape(-1) is a view
 
 
 def sform(path: Path) -> np.ndarray:
@@ -134,7 +134,7 @@ def missing(t: Target) -> Applied:
 def _rewrite_voxels(t: Target, value: float, what: str) -> Applied:
     path = t.any_file()
     data, affine = load_array(path)
-    data = data.astype(np.float32)
+    data = data.astype(np.float32, order="C")
     k = int(t.rng.integers(1, 40))
     flat = data.reshape(-1)
     flat[t.rng.choice(flat.size, size=k, replace=False)] = value
@@ -233,7 +233,7 @@ def label_out_of_set(t: Target) -> Applied:
     path = t.pick(sorted(t.labels))
     value = int(t.pick(t.bad_labels))
     data, affine = load_array(path)
-    data = np.asarray(data).astype(np.int16)
+    data = data.astype(np.int16, order="C")
     k = int(t.rng.integers(1, 20))
     flat = data.reshape(-1)
     flat[t.rng.choice(flat.size, size=k, replace=False)] = value
@@ -245,7 +245,7 @@ def label_fraction(t: Target) -> Applied:
     """A float segmentation with non-integer values (0.998 would become 0 under an integer cast)."""
     path = t.pick(sorted(t.labels))
     data, affine = load_array(path)
-    data = np.asarray(data).astype(np.float32)
+    data = data.astype(np.float32, order="C")
     labelled = np.flatnonzero(data.reshape(-1) > 0)
     k = int(t.rng.integers(1, min(20, labelled.size) + 1))
     flat = data.reshape(-1)

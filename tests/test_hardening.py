@@ -263,3 +263,37 @@ def test_rank_bootstrap_fast_path_equals_the_gather(monkeypatch) -> None:
     for key, r in slow.ranks.items():
         for field in ("rta_low", "rta_high", "atr_low", "atr_high", "mean_rank"):
             assert getattr(fast.ranks[key], field) == pytest.approx(getattr(r, field), abs=1e-9), field
+
+
+BAD_PLUGINS = textwrap.dedent('''
+    from cmsbench.baselines.base import Method, MethodCard
+
+    class NoCard(Method):
+        defaults = {}
+        def predict(self, inputs):
+            stack, ref = self.stack_inputs(inputs)
+            return self.output(stack[0], ref)
+
+    class BadState(NoCard):
+        card = MethodCard("bad_state", "1", "returns a non-array state")
+        def _fit(self, train, val, ctx):
+            pass
+        def get_state(self):
+            return {"w": "not an array"}, {}
+''')
+
+
+@pytest.mark.parametrize("cls, message", [
+    ("NoCard", "has no card: set the class attribute card = MethodCard"),
+    ("BadState", "get_state entry 'w' is str (dtype <U12), not a numeric array"),
+])
+def test_plugins_without_card_or_with_a_bad_state_get_clear_errors(brats: Path, tmp_path: Path, capsys,
+                                                                    cls: str, message: str) -> None:
+    from cmsbench.cli import main
+
+    path = tmp_path / "bad_plugins.py"
+    path.write_text(BAD_PLUGINS)
+    rc = main(["run", "--task", "brats_flair", "--method", f"{path}:{cls}", "--data-root", str(brats),
+               "--results", str(tmp_path / "res"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "internal error" not in err

@@ -132,8 +132,20 @@ class Method(ABC):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        arrays, meta = self.get_state()
-        arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        state = self.get_state()
+        if not (isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], Mapping)):
+            raise MethodError(f"method {self.card.name!r}: get_state must return (dict of arrays, dict), got "
+                              f"{type(state).__name__}")
+        arrays, meta = state
+        checked = {}
+        for key, value in arrays.items():
+            arr = np.asarray(value)
+            if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+                raise MethodError(f"method {self.card.name!r}: get_state entry {key!r} is {type(value).__name__} "
+                                  f"(dtype {arr.dtype}), not a numeric array; fitted state is tensors only (put "
+                                  "other values in the JSON part)")
+            checked[str(key)] = np.ascontiguousarray(arr)
+        arrays = checked
         tmp_state = folder / f".{STATE_FILE}.tmp"
         save_file(arrays, str(tmp_state))
         tmp_state.replace(folder / STATE_FILE)

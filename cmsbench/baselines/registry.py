@@ -52,7 +52,7 @@ def _load_from_file(spec: str) -> type:
 
 def get_method_class(name: str) -> type:
     """The method class registered as ``name``, or named by ``module:Class`` / ``file.py:Class``."""
-    from cmsbench.baselines.base import Method
+    from cmsbench.baselines.base import Method, MethodCard
 
     if ":" in name and name.split(":", 1)[0].endswith(".py"):
         cls = _load_from_file(name)
@@ -62,6 +62,9 @@ def get_method_class(name: str) -> type:
         cls = METHODS.load(name)
     if not (isinstance(cls, type) and issubclass(cls, Method)):
         raise MethodError(f"{name!r} is not a cmsbench Method subclass (got {cls!r})")
+    if not isinstance(getattr(cls, "card", None), MethodCard):
+        raise MethodError(f"method {name!r} ({cls.__module__}.{cls.__qualname__}) has no card: set the class "
+                          "attribute card = MethodCard(name, version, summary, ...)")
     return cls
 
 
