@@ -65,6 +65,10 @@ def cmd_data_show(args: argparse.Namespace) -> int:
     from cmsbench.tasks.phantoms import write_montage
 
     out = Path(args.out) if args.out else Path(args.root) / "montage.png"
+    if out.is_dir():  # a folder: the montage goes inside it
+        out = out / "montage.png"
+    elif out.suffix.lower() != ".png":
+        raise CmsbenchError(f"--out {out}: give a .png file name (or a folder)")
     path = write_montage(Path(args.root), out, dataset=args.dataset, max_subjects=args.subjects)
     _out(f"wrote {path}")
     return 0

@@ -78,7 +78,7 @@ def load_array(path: Path) -> tuple[np.ndarray, np.ndarray]:
     import nibabel as nib
 
     img = nib.Nifti1Image.from_bytes(nifti_raw(path))
-    return np.array(img.dataobj, order="C"), np.asarray(img.affine)  # C order: reshape(-1) is a view
+    return np.ascontiguousarray(np.asanyarray(img.dataobj)), np.asarray(img.affine)  # C order: reshape(-1) is a view
 
 
 def sform(path: Path) -> np.ndarray:

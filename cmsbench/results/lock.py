@@ -29,7 +29,13 @@ class RecordLock:
         self.lock_path = self.record_path.with_name(self.record_path.name + ".lock")
         self.owner_path = self.record_path.with_name(self.record_path.name + ".lock.owner")
         self.timeout = timeout
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError, PermissionError) as exc:
+            from cmsbench.errors import DataError
+
+            raise DataError(f"cannot write results under {self.lock_path.parent}: {exc.strerror or exc}; "
+                            "give --results a folder you can write") from exc
         self._lock = FileLock(str(self.lock_path))
         self.waited_s = 0.0
         self.holder: str | None = None
