@@ -112,7 +112,7 @@ def flip_bytes(t: Target) -> Applied:
         try:
             if gzip.decompress(bytes(raw)) == content:
                 continue
-        except Exception:  # noqa: S110 - refused by gzip: the corruption the reader must report
+        except Exception:  # refused by gzip (bad CRC, length or deflate data): what the reader must report
             pass
         break
     path.write_bytes(bytes(raw))

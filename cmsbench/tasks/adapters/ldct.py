@@ -55,8 +55,8 @@ class LdctAdapter(DatasetAdapter):
             pid = folder.name
             if not PATIENT_RE.match(pid):
                 found.problems.append(Problem(
-                    "folder name is not a TCIA LDCT patient ID (L067, C002, N001, ...): the folder is skipped; "
-                    "rename it to its patient ID or move it out of the data root", path=str(folder)))
+                    "folder name is not a TCIA LDCT patient ID (L067, C002, N001, ...) and is ignored: rename it to "
+                    "its patient ID or move it out of the data root", path=str(folder)))
                 continue
             full = next((folder / n for n in FULL_NAMES if (folder / n).exists()), None)
             low = next((folder / n for n in LOW_NAMES if (folder / n).exists()), None)

@@ -38,16 +38,14 @@ def scan_series(folder: Path, *, subject: str | None = None) -> tuple[list[Dicom
             with warnings.catch_warnings():  # invalid values are refused when the series is read
                 warnings.simplefilter("ignore")
                 ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+                uid = str(getattr(ds, "SeriesInstanceUID", "")) or str(path.parent)
+                description, patient_id = str(getattr(ds, "SeriesDescription", "")), str(getattr(ds, "PatientID", ""))
         except Exception as exc:  # pydicom raises InvalidDicomError, EOFError, ...
             if path.suffix.lower() in (".dcm", ".ima"):
-                problems.append(f"{path}: not a readable DICOM file ({type(exc).__name__}: {exc})")
+                problems.append(f"{path}: not a readable DICOM file ({type(exc).__name__}: {exc}); the file is "
+                                "left out of its series: re-download it, or remove it if it is not part of the data")
             continue
-        uid = str(getattr(ds, "SeriesInstanceUID", "")) or str(path.parent)
-        entry = series.setdefault(
-            uid,
-            DicomSeries(uid=uid, description=str(getattr(ds, "SeriesDescription", "")),
-                        patient_id=str(getattr(ds, "PatientID", ""))),
-        )
+        entry = series.setdefault(uid, DicomSeries(uid=uid, description=description, patient_id=patient_id))
         entry.files.append(path)
     return list(series.values()), problems
 
@@ -178,16 +176,18 @@ def read_dicom_series(
     positions = [s[2] for s in slices]
     shapes = {s[1].shape for s in slices}
     if len(shapes) != 1:
-        raise DataError(f"{who}DICOM series in {folder} mixes slice sizes {sorted(shapes)}")
+        odd = next(s for s in slices if s[1].shape != slices[0][1].shape)
+        raise DataError(f"{who}DICOM series in {folder} mixes slice sizes {sorted(shapes)} ({odd[5].name}: "
+                        f"{odd[1].shape}, {slices[0][5].name}: {slices[0][1].shape}): keep one series per folder")
     if len(slices) > 1:
-        heights = np.array([float(p @ normal) for p in positions])
-        steps = np.diff(heights)
+        steps = np.diff([float(p @ normal) for p in positions])
+        median = float(np.median(steps))
         if np.any(steps <= 0) or np.ptp(steps) > 0.01 * max(abs(float(np.mean(steps))), 1e-6) + 1e-3:
-            bad = int(np.argmax(np.abs(steps - np.median(steps))))
+            bad = int(np.argmax(np.where(steps <= 0, np.inf, np.abs(steps - median))))
             raise DataError(
-                f"{who}DICOM series in {folder} has duplicate or unevenly spaced slices "
-                f"(steps {np.round(steps, 3).tolist()[:6]}{'...' if steps.size > 6 else ''} mm; e.g. between "
-                f"{slices[bad][5].name} and {slices[bad + 1][5].name}): remove duplicates or restore missing slices"
+                f"{who}DICOM series in {folder} has duplicate or unevenly spaced slices: {slices[bad][5].name} "
+                f"and {slices[bad + 1][5].name} are {steps[bad]:.4g} mm apart, the median step is {median:.4g} mm "
+                f"({len(slices)} slices): remove duplicates or restore missing slices"
             )
         slice_vec = (positions[-1] - positions[0]) / (len(positions) - 1)
     else:

@@ -52,7 +52,7 @@ def read_nifti(
     if not path.is_file():
         raise DataError(f"{who}missing file {path}: check the dataset folder against the task's layout")
     try:
-        img = _load_image(path, nib)
+        img, scaling = _load_image(path, nib)
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # bad gzip CRC/length (BadGzipFile), truncated data, nibabel's ImageFileError, ...
         raise DataError(
@@ -63,17 +63,19 @@ def read_nifti(
         data = data[..., 0]
     if data.ndim != 3:
         raise DataError(f"{who}{path} holds a {data.ndim}D array of shape {data.shape}; a 3D volume is expected")
-    affine = _check_header(img, path, who)
+    affine = _check_header(img, scaling, path, who)
     if labels is not None:
         data = _check_labels(data, labels, path, who)
-    elif not np.issubdtype(data.dtype, np.integer):
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = np.ascontiguousarray(data, dtype=dtype)  # values beyond float32 become inf: reported below
+    if labels is None and not np.issubdtype(data.dtype, np.integer):
         finite = np.isfinite(data)
         if not finite.all():
             bad = int(data.size - np.count_nonzero(finite))
-            raise DataError(f"{who}{path} has {bad} NaN/inf voxel(s) of {data.size}; the image is damaged: "
+            raise DataError(f"{who}{path} has {bad} non-finite (NaN/inf) voxel(s) of {data.size}; the image is damaged: "
                             "re-export it (or fix the voxels) before benchmarking")
     return Volume(
-        data=np.ascontiguousarray(data, dtype=dtype),
+        data=data,
         affine=affine,
         modality=modality,
         units=units,
@@ -81,7 +83,7 @@ def read_nifti(
     )
 
 
-def _check_header(img, path: Path, who: str) -> np.ndarray:
+def _check_header(img, scaling: tuple[float, float], path: Path, who: str) -> np.ndarray:
     """The affine, after checking data type, affine and intensity scaling (see :func:`read_nifti`)."""
     dt = img.get_data_dtype()
     if dt.fields is not None or np.issubdtype(dt, np.complexfloating):
@@ -92,9 +94,9 @@ def _check_header(img, path: Path, who: str) -> np.ndarray:
         raise DataError(f"{who}{path} has a non-finite affine (NaN/inf in its qform/sform); fix the header")
     if abs(float(np.linalg.det(affine[:3, :3]))) < 1e-12:
         raise DataError(f"{who}{path} has a singular affine (zero voxel size or degenerate axes); fix the header")
-    header = img.header
-    # NaN (what nibabel writes) and a slope of 0 mean "no scaling" (NIfTI-1); infinities or huge values are corrupt
-    slope, inter = (float(np.asarray(header[k]).item()) if k in header else 0.0 for k in ("scl_slope", "scl_inter"))
+    # the header's own scl_slope/scl_inter (nibabel hides them once loaded): NaN and a slope of 0 mean
+    # "no scaling" (NIfTI-1); infinities or values beyond the bounds are corrupt
+    slope, inter = scaling
     scaled = not np.isnan(slope) and slope != 0
     bad_slope = scaled and not MIN_SLOPE <= abs(slope) <= MAX_SCALING
     bad_inter = scaled and not np.isnan(inter) and not abs(inter) <= MAX_SCALING
@@ -129,19 +131,26 @@ def _check_labels(data: np.ndarray, labels: Collection[int] | str, path: Path, w
 
 
 def _load_image(path: Path, nib):
-    """The NIfTI image of ``path``, read whole: a ``.gz`` file is decompressed in one call (which checks the
-    gzip CRC-32 and length, so altered or truncated bytes are refused, and runs without the GIL, so a
-    background reader does not stall the scorer), then parsed from memory."""
+    """The NIfTI image of ``path`` and its header's raw ``(scl_slope, scl_inter)``.
+
+    The file is read whole: a ``.gz`` file is decompressed in one call (which checks the gzip CRC-32 and
+    length, so altered or truncated bytes are refused, and runs without the GIL, so a background reader
+    does not stall the scorer), then parsed from memory.
+    """
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
     if len(raw) < 348:
         raise ValueError(f"{len(raw)} bytes is shorter than a NIfTI header")
+    order = "<"
     sizeof_hdr = int.from_bytes(raw[:4], "little")
     if sizeof_hdr not in (348, 540):
-        sizeof_hdr = int.from_bytes(raw[:4], "big")
-    cls = nib.Nifti2Image if sizeof_hdr == 540 else nib.Nifti1Image
-    return cls.from_bytes(raw)
+        order, sizeof_hdr = ">", int.from_bytes(raw[:4], "big")
+    if sizeof_hdr == 540:  # NIfTI-2: float64 scl_slope/scl_inter at bytes 176/184
+        cls, fields = nib.Nifti2Image, np.frombuffer(raw, dtype=f"{order}f8", count=2, offset=176)
+    else:  # NIfTI-1: float32 at bytes 112/116
+        cls, fields = nib.Nifti1Image, np.frombuffer(raw, dtype=f"{order}f4", count=2, offset=112)
+    return cls.from_bytes(raw), (float(fields[0]), float(fields[1]))
 
 
 def nifti_bytes(data: np.ndarray, affine: np.ndarray, *, compress: bool = True) -> bytes:
