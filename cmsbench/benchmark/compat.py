@@ -9,13 +9,10 @@ SSIM flavour) and applies the evaluator's; what it does is recorded in the score
     (uniform 7^3, K1 0.01, K2 0.03, sample covariance) with data range 4024, mean over mask voxels
     after cropping a 3-voxel border from map and mask. Region ``body``.
 ``synthrad2025``
-    SynthRAD2025: both images set to -1024 outside ``body``, clipped to [-1024, 3071]; MAE and PSNR
-    (data range 4095) over mask voxels of those images; masked 3D MS-SSIM with 5 scales, weights
-    .0448/.2856/.3001/.2363/.1333, uniform 7^3 window, 2x box downsampling, mask subsampled by stride
-    2, the luminance term applied at every scale (not textbook MS-SSIM). Assumptions where metrics.md
-    is silent: images shifted by +1024 (non-negative, as in 2023), sample covariance and reflect
-    borders (scikit-image's filters) at every scale, no border crop. Segmentation and dose metrics need
-    external models and are not computed. Region ``body``.
+    SynthRAD2025 ``image_metrics.py`` (github.com/SynthRAD2025/evaluation @ 17cac47): MAE unclipped over
+    the body mask, PSNR clipped to [-1024, 3071] with range 4095, masked MS-SSIM with the official
+    code's quirks (edge padding to 97 voxels, per-scale exponents on the map, offset box downsampling,
+    ...): listed in full in :func:`synthrad2025`'s docstring. Region ``body``.
 ``brasyn``
     BraSyn (BraTS missing-MRI synthesis): each volume clipped at its OWN 0.5/99.5 percentiles (over all
     voxels) and scaled to [0, 1] (the prediction by its own statistics: this hides global intensity
@@ -56,7 +53,7 @@ import numpy as np
 
 from cmsbench.benchmark.metrics import pixel
 from cmsbench.benchmark.metrics.clinical import CT_WINDOWS, suv_errors, window_bounds
-from cmsbench.benchmark.metrics.msssim import MSSSIM_WEIGHTS, ms_ssim
+from cmsbench.benchmark.metrics.msssim import MSSSIM_WEIGHTS
 from cmsbench.benchmark.metrics.regions import build_region, lesion_mask
 from cmsbench.benchmark.metrics.ssim import SKIMAGE_DEFAULT, TORCHMETRICS_DEFAULT, SSIMConfig, masked_mean, ssim_map
 from cmsbench.errors import MetricError
@@ -108,29 +105,148 @@ def synthrad2023(target, prediction, masks, task, metadata, case_id, device) -> 
     )
 
 
+SYNTHRAD2025_SOURCE = "github.com/SynthRAD2025/evaluation image_metrics.py @ 17cac47b6288fcb66c5818c9d50eb9534d613fa2"
+_SR25_LO, _SR25_HI = -1024.0, 3071.0  # the evaluator's fixed dynamic range (HU)
+_SR25_MIN_SIZE = 97  # every axis is edge-padded to at least this many voxels before MS-SSIM
+_SR25_WIN = 7  # uniform SSIM window; its radius (3) is cropped from every scale's map and mask
+
+
+def _sr25_pad(a: np.ndarray) -> np.ndarray:
+    """Edge-pad each axis shorter than 97 voxels to 97, the odd voxel going to the far side."""
+    widths = []
+    for n in a.shape:
+        short = max(_SR25_MIN_SIZE - n, 0)
+        widths.append((short // 2, short - short // 2))
+    return np.pad(a, widths, mode="edge")
+
+
+def _sr25_down2(a: np.ndarray) -> np.ndarray:
+    """The evaluator's downsampling: a 2x2x2 box mean taken as a zero-padded 'same' convolution
+    followed by stride 2, so output voxel ``i`` averages input voxels ``2i-1`` and ``2i`` on every
+    axis (voxel ``-1`` counts as 0: the first plane is halved); ``ceil(n/2)`` voxels per axis."""
+    for ax in range(a.ndim):
+        n = a.shape[ax]
+        out_n = (n + 1) // 2
+        pad = [(0, 0)] * a.ndim
+        pad[ax] = (1, 0)
+        b = np.pad(a, pad)  # b[k] = a[k - 1], b[0] = 0; pairs (b[2i], b[2i+1]) = (a[2i-1], a[2i])
+        b = b[(slice(None),) * ax + (slice(0, 2 * out_n),)]  # drops a[n-1]'s unpaired copy when n is even
+        shape = a.shape[:ax] + (out_n, 2) + a.shape[ax + 1 :]
+        a = b.reshape(shape).mean(axis=ax + 1)
+    return a
+
+
+def _sr25_scale_map(x: np.ndarray, y: np.ndarray, weight: float) -> np.ndarray:
+    """One scale's SSIM map, cropped by the window radius: uniform 7^3 means, sample covariance,
+    ``l^w * c^w * s^w`` with each of luminance, contrast and structure clipped at 0 and
+    ``c = (2 sx sy + C2) / (vx + vy + C2)`` using ``sx = sqrt(max(vx, 0))`` only in the numerator."""
+    from scipy import ndimage
+
+    def box(a: np.ndarray) -> np.ndarray:
+        return ndimage.uniform_filter(a, size=_SR25_WIN)
+
+    rng = _SR25_HI - _SR25_LO
+    c1, c2 = (0.01 * rng) ** 2, (0.03 * rng) ** 2
+    c3 = c2 / 2
+    n = _SR25_WIN**x.ndim
+    norm = n / (n - 1)
+    ux, uy = box(x), box(y)
+    vx = norm * (box(x * x) - ux * ux)
+    vy = norm * (box(y * y) - uy * uy)
+    vxy = norm * (box(x * y) - ux * uy)
+    sx, sy = np.sqrt(np.maximum(vx, 0.0)), np.sqrt(np.maximum(vy, 0.0))
+    lum = np.maximum((2 * ux * uy + c1) / (ux * ux + uy * uy + c1), 0.0)
+    con = np.maximum((2 * sx * sy + c2) / (vx + vy + c2), 0.0)
+    struct = np.maximum((vxy + c3) / (sx * sy + c3), 0.0)
+    smap = lum**weight * con**weight * struct**weight
+    r = (_SR25_WIN - 1) // 2
+    return smap[tuple(slice(r, s - r) for s in smap.shape)]
+
+
+def _sr25_ms_ssim(gt: np.ndarray, pr: np.ndarray, mask: np.ndarray) -> tuple[float, str | None]:
+    """Masked MS-SSIM of the shifted, filled, clipped images as the evaluator computes it; returns the
+    value and, when it is NaN, why."""
+    x, y, m = _sr25_pad(gt), _sr25_pad(pr), _sr25_pad(mask)
+    r = (_SR25_WIN - 1) // 2
+    per_scale = []
+    for j, w in enumerate(MSSSIM_WEIGHTS):
+        smap = _sr25_scale_map(x, y, w)
+        sel = smap[m[tuple(slice(r, s - r) for s in m.shape)]]
+        if sel.size == 0:
+            return float("nan"), f"no mask voxel in the cropped interior at scale {j + 1} (the evaluator returns NaN)"
+        per_scale.append(min(max(float(sel.mean(dtype=np.float64)), 0.0), 1.0))
+        if j < len(MSSSIM_WEIGHTS) - 1:
+            x, y, m = _sr25_down2(x), _sr25_down2(y), m[::2, ::2, ::2]
+    return float(np.prod(per_scale)), None
+
+
 def synthrad2025(target, prediction, masks, task, metadata, case_id, device) -> ModeResult:
-    lo, hi = -1024.0, 3071.0
-    rng = hi - lo
+    """SynthRAD2025 ``ImageMetrics.score_patient`` (SynthRAD2025/evaluation ``image_metrics.py``),
+    re-implemented and checked against the official code to 1e-6 relative (``tests/official``).
+
+    Mask = ``body`` binarised (> 0). Quirks of the official code, all reproduced:
+
+    - MAE: mean ``|gt - pred|`` over mask voxels of the UNCLIPPED images (the -1024 fill outside the
+      mask does not touch mask voxels; only PSNR and MS-SSIM clip).
+    - PSNR: both images clipped to [-1024, 3071], mask voxels, fixed data range 4095
+      (``10 log10(4095^2 / MSE)``; ``inf`` for identical mask voxels).
+    - MS-SSIM (the reported value is the MASKED one; the unmasked product the code also computes is
+      discarded): both images clipped to [-1024, 3071], set to -1024 outside the mask, shifted by +1024;
+      data range 4095. Images AND mask are edge-padded (``np.pad`` mode ``edge``) to at least 97 voxels on
+      every axis (``(97 - n) // 2`` in front, the rest behind), so small volumes get a value; the
+      padding replicates the border values and border mask voxels, so padded voxels count.
+    - Each of 5 scales: uniform 7^3 window (scipy ``uniform_filter``), sample covariance (343/342),
+      K1 0.01, K2 0.03, ``C3 = C2 / 2``; map = ``l^w * c^w * s^w`` with the scale's weight ``w`` from
+      (.0448, .2856, .3001, .2363, .1333) applied to luminance too at EVERY scale (the code's
+      ``luminance_weights`` line is dead: the scale weights are used), each component clipped at 0,
+      ``sqrt`` of a clipped variance in the numerators but the raw variances in the contrast
+      denominator. The weights are exponents of the MAP (mean of powers), not of the per-scale means.
+    - Per-scale value: mean of the map over mask voxels after cropping 3 voxels from every side of the
+      map AND the mask (so mask voxels within 3 voxels of the padded border never count); clipped to
+      [0, 1]; MS-SSIM = product of the 5 clipped means (NaN if a cropped mask is empty at some scale).
+    - Downsampling between scales: 2x2x2 box mean as a zero-padded ``fftconvolve(..., mode='same')``
+      followed by stride 2, i.e. voxel ``i`` averages input voxels ``2i-1, 2i`` (the first plane
+      mixed with zeros); the mask is subsampled as ``mask[::2, ::2, ::2]`` (voxels ``2i``, half a voxel
+      off the images). cmsbench sums directly instead of by FFT (differences ~1e-13).
+    - Precision: cmsbench computes in float64; the official code keeps float32 inputs in float32 at the
+      first scale (measured effect < 1e-8 relative).
+
+    Segmentation fidelity and dose metrics need external models and are not computed.
+    """
+    lo, hi = _SR25_LO, _SR25_HI
     mask = _mask(masks, "body", "synthrad2025", case_id, target.shape)
-    gt = np.clip(np.where(mask, np.asarray(target, np.float64), lo), lo, hi)
-    pr = np.clip(np.where(mask, np.asarray(prediction, np.float64), lo), lo, hi)
-    values: dict[str, float | None] = {"mae": pixel.mae(gt, pr, mask), "psnr": pixel.psnr(gt, pr, rng, mask)}
-    reasons = {}
-    cfg = SSIMConfig(window="uniform", size=7, sample_covariance=True, border="reflect")
-    try:
-        values["ms_ssim"] = ms_ssim(gt - lo, pr - lo, rng, mask=mask, config=cfg, luminance_every_scale=True)
-        if math.isnan(values["ms_ssim"]):
-            reasons["body/ms_ssim"] = "a per-scale masked SSIM mean was not positive"
-    except MetricError as exc:
-        values["ms_ssim"] = float("nan")
-        reasons["body/ms_ssim"] = str(exc)
+    gt = np.asarray(target, np.float64)
+    pr = np.asarray(prediction, np.float64)
+    reasons: dict[str, str] = {}
+    values: dict[str, float | None]
+    if not mask.any():
+        values = {"mae": None, "psnr": None, "ms_ssim": None}
+        reasons.update({f"body/{k}": "empty body mask" for k in values})
+    else:
+        gtc = np.clip(np.where(mask, gt, lo), lo, hi)
+        prc = np.clip(np.where(mask, pr, lo), lo, hi)
+        values = {"mae": pixel.mae(gt, pr, mask), "psnr": pixel.psnr(gtc, prc, hi - lo, mask)}
+        msssim, why = _sr25_ms_ssim(gtc - lo, prc - lo, mask)
+        values["ms_ssim"] = msssim
+        if why:
+            reasons["body/ms_ssim"] = why
     return ModeResult(
         {"body": values},
         {
-            "evaluator": "SynthRAD2025",
-            "preprocessing": "-1024 outside body mask, clip [-1024, 3071], data range 4095",
-            "ms_ssim": f"masked 3D MS-SSIM, weights {MSSSIM_WEIGHTS}, {cfg.describe()}, 2x box downsampling, "
-            "mask stride 2, luminance at every scale, images shifted by +1024 (assumption)",
+            "evaluator": "SynthRAD2025 ImageMetrics.score_patient",
+            "source": SYNTHRAD2025_SOURCE,
+            "mask": "body (binarised, > 0)",
+            "mae": "mean |gt - pred| over mask voxels, HU, NOT clipped",
+            "psnr": "both clipped to [-1024, 3071], mask voxels, data range 4095",
+            "ms_ssim": "masked 3D MS-SSIM: clip [-1024, 3071], -1024 outside mask, +1024, data range 4095; "
+            "images and mask edge-padded to >= 97 voxels per axis ((97-n)//2 in front); 5 scales, per scale "
+            "uniform 7^3 window, sample covariance, K1 0.01, K2 0.03, C3 = C2/2, map = l^w c^w s^w with "
+            f"w in {MSSSIM_WEIGHTS} at every scale (luminance included), each component clipped at 0; "
+            "mean over mask voxels of map and mask both cropped by 3 voxels per side, clipped to [0, 1]; "
+            "product of the 5 means",
+            "downsampling": "2x2x2 box mean as zero-padded 'same' convolution then stride 2 (voxel i averages "
+            "2i-1 and 2i, voxel -1 = 0); mask subsampled [::2, ::2, ::2]",
+            "precision": "float64 (the official code keeps float32 inputs in float32 at scale 1; < 1e-8 relative)",
             "not_computed": "segmentation fidelity and dose metrics (external models)",
         },
         reasons,

@@ -32,8 +32,9 @@ SYNTHRAD2023 = Mode(
     directions=_directions("mae", "psnr", "ssim"))
 SYNTHRAD2025 = Mode(
     "synthrad2025", "SynthRAD2025 evaluation (MAE, PSNR, MS-SSIM in the body mask, HU)", compat.synthrad2025,
-    source="github.com/SynthRAD2025/evaluation image_metrics.py",
-    verified="NOT equal to the official code (MAE 0.4 % off, MS-SSIM on small volumes); see issue 13",
+    source=compat.SYNTHRAD2025_SOURCE,
+    verified="equal to the official code run beside it (tests/official) on 12 phantom MR->CT cases, 5x7x12 to "
+    "120x110x104 voxels, float32/int16/float64: max relative difference MAE 2.5e-16, PSNR 1.3e-9, MS-SSIM 2.7e-9",
     directions=_directions("mae", "psnr", "msssim", "ms_ssim"))
 BRASYN = Mode(
     "brasyn", "BraSyn (BraTS missing-MRI synthesis) SSIM in and outside the tumour", compat.brasyn,
