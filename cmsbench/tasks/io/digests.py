@@ -23,13 +23,21 @@ _memo: dict[tuple[str, int, int], str] = {}
 _lock = threading.Lock()
 
 
+_connection: tuple[str, int, sqlite3.Connection] | None = None
+
+
 def _index() -> sqlite3.Connection | None:
+    """The process's connection to the digest index (one per cache folder; used under ``_lock``)."""
+    global _connection
     try:
-        folder = cache_home()
-        folder.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(folder / "digests.sqlite", timeout=30)
+        path = cache_home() / "digests.sqlite"
+        if _connection is not None and _connection[:2] == (str(path), os.getpid()):
+            return _connection[2]  # (a forked child opens its own)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(path, timeout=30, check_same_thread=False)
         con.execute("CREATE TABLE IF NOT EXISTS digest (path TEXT, size INTEGER, mtime_ns INTEGER, sha256 TEXT, "
                     "PRIMARY KEY (path, size, mtime_ns))")
+        _connection = (str(path), os.getpid(), con)
         return con
     except (OSError, sqlite3.Error):
         return None  # a read-only or broken cache folder: digests are still computed, just not remembered
@@ -53,29 +61,24 @@ def file_digest(path: str | Path, *, trust_stat: bool = True) -> str:
         with _lock:
             if key in _memo:
                 return _memo[key]
-        con = _index()
-        if con is not None:
-            try:
-                row = con.execute("SELECT sha256 FROM digest WHERE path=? AND size=? AND mtime_ns=?", key).fetchone()
-            except sqlite3.Error:
-                row = None
+            con = _index()
+            row = None
+            if con is not None:
+                try:
+                    row = con.execute("SELECT sha256 FROM digest WHERE path=? AND size=? AND mtime_ns=?", key).fetchone()
+                except sqlite3.Error:
+                    row = None
             if row:
-                con.close()
-                with _lock:
-                    _memo[key] = row[0]
+                _memo[key] = row[0]
                 return row[0]
-    else:
-        con = None
     digest = sha256_file(path)
     with _lock:
         _memo[key] = digest
-    if con is None and trust_stat:
         con = _index()
-    if con is not None:
-        try:
-            with con:
-                con.execute("INSERT OR REPLACE INTO digest VALUES (?, ?, ?, ?)", (*key, digest))
-        except sqlite3.Error:
-            pass
-        con.close()
+        if con is not None:
+            try:
+                with con:
+                    con.execute("INSERT OR REPLACE INTO digest VALUES (?, ?, ?, ?)", (*key, digest))
+            except sqlite3.Error:
+                pass
     return digest
