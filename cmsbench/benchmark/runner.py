@@ -103,6 +103,7 @@ class RunConfig:
     regions: tuple[str, ...] = ()  # extra regions scored besides the task's
     prefetch: bool = True
     case_timeout_s: float | None = DEFAULT_CASE_TIMEOUT_S  # per-case limit on predict (None: no limit)
+    thumbnails: int = 3  # test cases (first in sorted order) drawn as small PNGs beside the record (0: none)
 
 
 @dataclass
@@ -478,6 +479,12 @@ def _run_case(index: int, case_id: str, prefetch: Prefetcher, method: Method, re
         out_path = write_volume(pred_dir / f"{case_id}.nii.gz", prediction)
         entry.timing["write_s"] = time.perf_counter() - t
         entry.prediction = str(out_path)
+    if config.thumbnails > 0:
+        from cmsbench.benchmark import thumbnails
+
+        ids = list(resolved.dataset.case_ids("test"))[: config.max_cases]
+        thumbnails.attach(entry, case_id=case_id, case=case, prediction=prediction, task=task,
+                          record_path=resolved.path, test_ids=ids, n=config.thumbnails)
     return entry
 
 

@@ -45,6 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         samples=args.samples, max_cases=args.max_cases, refit=args.refit,
         metrics=tuple(args.metric or ()), regions=tuple(args.region or ()),
         case_timeout_s=args.case_timeout if args.case_timeout and args.case_timeout > 0 else None,
+        thumbnails=max(0, args.thumbnails),
     )
     bar = None
 
@@ -235,6 +236,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=1, help="samples per case for stochastic methods")
     p.add_argument("--max-cases", type=int, default=None, help="only the first N test cases (smoke runs)")
     p.add_argument("--refit", action="store_true", help="ignore a cached fitted state")
+    p.add_argument("--thumbnails", type=int, default=3, metavar="N",
+                   help="test cases drawn as small PNGs beside the record for the leaderboard (default 3; 0: none)")
     p.add_argument("--case-timeout", type=float, default=3600.0, metavar="SECONDS",
                    help="per-case limit on predict; a case over it fails and the run goes on (0: none; default 3600)")
     p.add_argument("--metric", action="append", metavar="NAME", help="extra registered metric to score (repeatable)")

@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=3,
         metavar="N",
-        help="test cases drawn per method when predictions were saved (0: none)",
+        help="test cases shown per method: the runs' thumbnails, or grids drawn from saved predictions (0: no pictures)",
     )
     p.set_defaults(func=cmd_leaderboard)
 

@@ -1,19 +1,34 @@
-"""The static HTML leaderboard: an index of tasks, a sortable table per board, a page per method.
+"""The static HTML leaderboard: an overview across tasks, a sortable table per board, a page per method.
+
+- ``index.html``: one matrix per data kind (real data and phantom data never share one), methods x tasks,
+  each cell the task's main metric (mean ± CI half-width) and the method's rank, linked to the task page.
+- ``tasks/<board>.html``: the board's tables, its metric conventions in words (raw JSON behind a
+  disclosure), example cases (the runs' thumbnails, :mod:`cmsbench.benchmark.thumbnails`) side by side
+  across methods with one colour scale, and a case grid per method.
+- ``methods/<board>/<method>.html``: the method's card (summary, paper, differences from the paper,
+  options, version), its cost (training time, predict time per case, NFE of diffusion samplers), its
+  scores and pictures.
+- ``csv/``: every table of every page as CSV (linked under the table), plus each board's statistics and
+  per-case scores at full precision.
 
 Pages are rendered by jinja2 with autoescape on, so names, cards and options from a record are text,
 never markup. Links are relative; the site opens from a plain file system with no server and no network
-(no CDN: the sorting script and styles are inline). Figures are matplotlib PNGs (Agg, no pyplot state).
+(no CDN: the sorting script and styles are inline). Figures are matplotlib PNGs (Agg, no pyplot state);
+thumbnails are copied from beside the records into the site, so the site folder stands alone.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import math
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -31,7 +46,7 @@ from cmsbench.leaderboard.aggregate import (
     fmt_ci,
     higher_is_better,
 )
-from cmsbench.leaderboard.tables import directions_text, metric_heading
+from cmsbench.leaderboard.tables import directions_text, escape_csv_text, metric_heading, to_csv
 from cmsbench.results import RunRecord
 
 log = logging.getLogger(__name__)
@@ -54,6 +69,8 @@ class Td:
     sort: str | None = None
     best: bool = False
     href: str | None = None
+    sub: str | None = None  # a second, smaller line (the overview matrix's rank)
+    title: str | None = None
 
 
 @dataclass
@@ -61,6 +78,9 @@ class Table:
     id: str
     columns: list[Col]
     rows: list[list[Td]] = field(default_factory=list)
+    csv: str | None = None  # link to the table as CSV, relative to the page
+    csv_header: list[str] | None = None  # full-precision CSV instead of the shown text (optional)
+    csv_rows: list[list[Any]] | None = None
 
 
 def _num(v: float | None) -> str | None:
@@ -214,6 +234,328 @@ def case_image_grid(record: RunRecord, path: Path, max_cases: int = 3) -> tuple[
     return path, notes
 
 
+def perception_distortion_plot(board: Board, path: Path) -> Path | None:
+    """PSNR (main region) against LPIPS, one point per method with both 95% CIs; None without LPIPS."""
+    rms = board.regions_metrics()
+    lp_regions = [r for r, m in rms if m == "lpips"]
+    psnr_region = board.main_region if (board.main_region, "psnr") in rms else next(
+        (r for r, m in rms if m == "psnr"), None)
+    if not lp_regions or psnr_region is None:
+        return None
+    lp = board.metric(lp_regions[0], "lpips")
+    ps = board.metric(psnr_region, "psnr")
+    fig = _figure(5.0, 3.6)
+    ax = fig.add_subplot()
+    drawn = 0
+    for e in board.entries:
+        a, b = lp.stats[e.key], ps.stats[e.key]
+        if not (math.isfinite(a.mean) and math.isfinite(b.mean)):
+            continue
+        xerr = [[a.mean - a.ci_low], [a.ci_high - a.mean]] if math.isfinite(a.ci_low) else None
+        yerr = [[b.mean - b.ci_low], [b.ci_high - b.mean]] if math.isfinite(b.ci_low) else None
+        ax.errorbar([a.mean], [b.mean], xerr=xerr, yerr=yerr, fmt="o", capsize=3)
+        ax.annotate(_short(e.label), (a.mean, b.mean), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        drawn += 1
+    if not drawn:
+        return None
+    ax.set_xlabel(f"LPIPS ({lp_regions[0]}) ↓ (perception)")
+    ax.set_ylabel(f"PSNR ({psnr_region}) ↑ (distortion)")
+    ax.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------- CSV
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_cell(value: Any) -> str:
+    """A CSV cell: numbers as they are, text guarded against spreadsheet formulas."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    if isinstance(value, (int, bool)):
+        return str(value)
+    text = str(value)
+    return text if _is_number(text) else escape_csv_text(text)
+
+
+def table_csv(table: Table) -> str:
+    """The table as CSV: its full-precision rows when it has them, else the text shown on the page."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if table.csv_rows is not None:
+        writer.writerow([_csv_cell(h) for h in (table.csv_header or [])])
+        for row in table.csv_rows:
+            writer.writerow([_csv_cell(v) for v in row])
+    else:
+        writer.writerow([_csv_cell(c.label) for c in table.columns])
+        for row in table.rows:
+            writer.writerow([_csv_cell(td.text + (f" ({td.sub})" if td.sub else "")) for td in row])
+    return buf.getvalue()
+
+
+def _save_csv(table: Table, out: Path, folder: str, up: str) -> Table:
+    """Write ``table`` to ``out/csv/<folder>/<id>.csv`` and link it from the page (``up``: path to the root)."""
+    rel = f"csv/{folder}/{_safe(table.id)}.csv"
+    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+    (out / rel).write_text(table_csv(table))
+    table.csv = up + rel
+    return table
+
+
+# ------------------------------------------------------------------------------------- conventions
+#: Labels of the convention fields the scorer and the compatibility modes write, in display order.
+CONVENTION_LABELS = {
+    "evaluator": "Official evaluator",
+    "source": "Official source",
+    "units": "Units",
+    "normalisation": "Normalisation",
+    "data_range": "Data range (PSNR peak, SSIM range)",
+    "ssim": "SSIM flavour",
+    "psnr_perfect": "PSNR of a perfect prediction",
+    "mask": "Mask",
+    "regions": "Regions",
+    "per_lesion": "Per-lesion scores",
+    "per_slice": "Per-slice scores",
+    "ct_windows": "CT windows",
+    "windows": "Windows",
+    "suv": "SUV (first case; differs per case)",
+}
+#: Fields shown only in the raw JSON (the words above already say them).
+CONVENTION_HIDDEN = frozenset({"mode", "ssim_config"})
+
+
+def _words(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and all(not isinstance(v, (dict, list)) for v in value.values()):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return json.dumps(value, sort_keys=True)
+
+
+def mode_description(name: str) -> dict[str, Any]:
+    """A scoring mode's summary, official source and how it was checked (from the installed registry)."""
+    try:
+        from cmsbench.benchmark.metrics.registry import get_mode
+
+        mode = get_mode(name)
+    except Exception:  # noqa: BLE001 - a plugin mode not installed here: say so
+        return {"name": name, "known": False, "compat": name != "default", "summary": "", "source": "",
+                "verified": ""}
+    return {"name": mode.name, "known": True, "compat": mode.name != "default", "summary": mode.summary,
+            "source": mode.source, "verified": mode.verified}
+
+
+def convention_items(convention: Any) -> list[dict[str, Any]]:
+    """The convention as labelled sentences: ``{"label", "text"}`` or ``{"label", "entries": [(k, text)]}``."""
+    if not isinstance(convention, dict):
+        return [{"label": "Convention", "text": "not recorded" if convention is None else _words(convention),
+                 "entries": []}]
+    keys = [k for k in CONVENTION_LABELS if k in convention]
+    keys += sorted(k for k in convention if k not in CONVENTION_LABELS and k not in CONVENTION_HIDDEN)
+    out = []
+    for key in keys:
+        value = convention[key]
+        label = CONVENTION_LABELS.get(key) or (key.upper() if len(key) <= 8 else key.replace("_", " ").capitalize())
+        if isinstance(value, dict) and any(isinstance(v, (dict, str)) for v in value.values()):
+            out.append({"label": label, "text": None, "entries": [(str(k), _words(v)) for k, v in value.items()]})
+        else:
+            out.append({"label": label, "text": _words(value), "entries": []})
+    return out
+
+
+# -------------------------------------------------------------------------------------- thumbnails
+_PNG = b"\x89PNG\r\n\x1a\n"
+_MAX_THUMB_BYTES = 2_000_000
+
+
+def _thumb_source(record_path: Path | None, rel: str) -> Path | None:
+    """The thumbnail file a record names, only if it is a PNG inside the record's folder."""
+    if record_path is None or not rel:
+        return None
+    parts = PurePosixPath(rel.replace("\\", "/"))
+    if parts.is_absolute() or ".." in parts.parts or parts.suffix.lower() != ".png":
+        return None
+    folder = record_path.parent.resolve()
+    path = (folder / parts).resolve()
+    try:
+        path.relative_to(folder)
+        if not path.is_file() or path.stat().st_size > _MAX_THUMB_BYTES:
+            return None
+        with path.open("rb") as handle:
+            if handle.read(8) != _PNG:
+                return None
+    except (OSError, ValueError):
+        return None
+    return path
+
+
+@dataclass
+class Thumb:
+    case: str
+    src: str  # path relative to the site root
+    info: dict[str, Any] | None
+
+
+def collect_thumbnails(board: Board, out: Path) -> tuple[dict[str, dict[str, Thumb]], list[str]]:
+    """Copy each entry's thumbnails (of its first seed) into the site; entry key -> case -> :class:`Thumb`."""
+    from cmsbench.benchmark.thumbnails import file_name, read_info
+
+    thumbs: dict[str, dict[str, Thumb]] = {}
+    notes: list[str] = []
+    for e in board.entries:
+        path, rec = e.records[0]
+        found: dict[str, Thumb] = {}
+        for cid, case in sorted(rec.ok_cases().items()):
+            if not case.thumbnail:
+                continue
+            src = _thumb_source(path, case.thumbnail)
+            if src is None:
+                notes.append(f"{e.label}, case {cid}: thumbnail {case.thumbnail!r} is not a PNG beside its record "
+                             "(moved or deleted?); not shown.")
+                continue
+            rel = f"img/{board.slug}/thumbs/{e.key}/{file_name(cid)}"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, out / rel)
+            found[cid] = Thumb(cid, rel, read_info(src))
+        if found:
+            thumbs[e.key] = found
+            if len(e.records) > 1:
+                notes.append(f"{e.label}: thumbnails show seed {rec.seed} of {len(e.records)}.")
+    return thumbs, notes
+
+
+def _scale_text(infos: Sequence[dict[str, Any] | None]) -> tuple[dict[str, str] | None, bool]:
+    """The shared colour scale of one case's thumbnails in words, and whether all of them agree."""
+    known = [i for i in infos if i]
+    if not known:
+        return None, True
+    first = known[0]
+    same = all(i.get("window") == first.get("window") and i.get("error_max") == first.get("error_max")
+               for i in known)
+    try:
+        lo, hi = (float(v) for v in first.get("window", [])[:2])
+        top = float(first.get("error_max", float("nan")))
+    except (TypeError, ValueError):
+        return None, same
+    units = f" {first['units']}" if first.get("units") else ""
+    where = first.get("slice") if isinstance(first.get("slice"), dict) else {}
+    return {
+        "grey": f"target and prediction {lo:.4g} to {hi:.4g}{units} ({first.get('window_from', '')})",
+        "error": f"|error| 0 to {top:.4g}{units} ({first.get('error_from', '')})",
+        "slice": f"axial slice {where.get('index')} of {where.get('of')}, through the {where.get('through', 'middle')}",
+    }, same
+
+
+def _panels_text(infos: Sequence[dict[str, Any] | None]) -> str:
+    known = [i for i in infos if i and i.get("panels")]
+    return " · ".join(str(p) for p in known[0]["panels"]) if known else ""
+
+
+def thumbnail_views(board: Board, thumbs: dict[str, dict[str, Thumb]], up: str,
+                    method_href: dict[str, str]) -> dict[str, Any]:
+    """The task page's pictures: per case (rows = methods, one colour scale) and per method (rows = cases)."""
+    order = board.metric(board.main_region, board.main_metric).order
+    cases = sorted({cid for per in thumbs.values() for cid in per})
+    by_case = []
+    for cid in cases:
+        rows = []
+        for key in order:
+            t = thumbs.get(key, {}).get(cid)
+            rows.append({"label": board.entry(key).label, "href": method_href[key], "key": key,
+                         "src": up + t.src if t else None})
+        infos = [thumbs.get(k, {}).get(cid).info for k in order if cid in thumbs.get(k, {})]
+        scale, same = _scale_text(infos)
+        by_case.append({"case": cid, "rows": rows, "scale": scale, "same": same})
+    by_method = []
+    for key in order:
+        if key not in thumbs:
+            continue
+        per = thumbs[key]
+        by_method.append({"label": board.entry(key).label, "href": method_href[key], "key": key,
+                          "images": [{"case": cid, "src": up + per[cid].src, "scale": _scale_text([per[cid].info])[0]}
+                                     for cid in sorted(per)]})
+    missing = [board.entry(k).label for k in order if k not in thumbs]
+    infos = [t.info for per in thumbs.values() for t in per.values()]
+    return {"cases": by_case, "methods": by_method, "missing": missing, "panels": _panels_text(infos)}
+
+
+# ------------------------------------------------------------------------------------ the overview
+def overview_matrices(boards: Sequence[Board], method_pages: dict[tuple[str, str], str]) -> list[dict[str, Any]]:
+    """One matrix per data kind (real first): rows = methods, columns = the tasks' main tables.
+
+    A cell: the task's main metric (mean ± CI half-width) and the method's rank by mean with its bootstrap
+    interval, linked to the task page. Rows are ordered by the mean rank over the tasks a method ran on.
+    """
+    kinds = sorted({b.key.data_kind for b in boards if b.main}, key=lambda k: (k != "real", k))
+    out = []
+    for kind in kinds:
+        cols = sorted((b for b in boards if b.main and b.key.data_kind == kind), key=lambda b: b.task)
+        labels: list[str] = []
+        for b in cols:
+            for e in b.entries:
+                if e.label not in labels:
+                    labels.append(e.label)
+        cells: dict[str, dict[str, tuple[Board, Any, Any, int]]] = {lbl: {} for lbl in labels}
+        for b in cols:
+            mb = b.metric(b.main_region, b.main_metric)
+            d = decimals_for(mb.stats.values())
+            for e in b.entries:
+                cells[e.label][b.slug] = (b, e, mb, d)
+
+        mean_ranks = {}
+        for label in labels:
+            r = [c[2].ranks[c[1].key].rank_atr for c in cells[label].values() if c[1].key in c[2].ranks]
+            mean_ranks[label] = float(np.mean(r)) if r else float("nan")
+        labels.sort(key=lambda lbl: (math.isnan(mean_ranks[lbl]), mean_ranks[lbl], lbl.lower()))
+        columns = [Col("method", "Method")]
+        for b in cols:
+            columns.append(Col(_safe(b.slug), f"{b.task}: {metric_heading(b.main_metric, b.main_region, b)}",
+                               f"{b.title()}; mean ± 95% CI half-width; rank by mean (95% bootstrap interval)"))
+        columns += [Col("mean_rank", "Mean rank over tasks", "mean of the ranks by mean over the tasks run"),
+                    Col("n_tasks", "Tasks")]
+        table = Table(f"matrix-{_safe(kind)}", columns)
+        table.csv_header = ["method"] + [f"{b.task} {h}" for b in cols for h in (
+            f"{b.main_metric} ({b.main_region}) mean", "ci_low", "ci_high", "rank_by_mean", "rank_low",
+            "rank_high", "n")] + ["mean_rank_over_tasks", "n_tasks"]
+        table.csv_rows = []
+        for label in labels:
+            first = next(iter(cells[label].values()))
+            row = [Td(label, label.lower(), href=method_pages.get((first[0].slug, first[1].key)))]
+            csv_row: list[Any] = [label]
+            for b in cols:
+                c = cells[label].get(b.slug)
+                if c is None:
+                    row.append(Td("–", None, title="not run on this task"))
+                    csv_row += [None] * 7
+                    continue
+                _, e, mb, d = c
+                s = mb.stats[e.key]
+                r = mb.ranks.get(e.key)
+                sub = (f"rank {r.rank_atr:g} of {len(mb.order)} ({r.atr_low:g}–{r.atr_high:g})" if r
+                       else "not ranked")
+                row.append(Td(fmt_ci(s, d), _num(s.mean), best=mb.best == e.key, href=f"tasks/{b.slug}.html",
+                              sub=sub, title=f"95% CI [{fmt(s.ci_low, d)}, {fmt(s.ci_high, d)}], n = {s.n}"))
+                csv_row += [s.mean, s.ci_low, s.ci_high, *((r.rank_atr, r.atr_low, r.atr_high) if r
+                                                           else (None, None, None)), s.n]
+            mr = mean_ranks[label]
+            row += [Td(f"{mr:.2f}" if math.isfinite(mr) else "–", _num(mr)),
+                    Td(str(len(cells[label])), _num(len(cells[label])))]
+            csv_row += [mr, len(cells[label])]
+            table.rows.append(row)
+            table.csv_rows.append(csv_row)
+        out.append({"kind": kind, "table": table, "n_methods": len(labels), "n_tasks": len(cols)})
+    return out
+
+
 # -------------------------------------------------------------------------------------------- pages
 def _overview_table(board: Board, method_href: dict[str, str]) -> Table:
     mb = board.metric(board.main_region, board.main_metric)
@@ -346,6 +688,7 @@ def _metric_table(board: Board, mb: MetricBoard, method_href: dict[str, str]) ->
 
 def _board_info(board: Board) -> dict[str, Any]:
     conv = board.convention
+    mode_name = conv.get("mode", board.key.mode) if isinstance(conv, dict) else board.key.mode
     return {
         "title": board.title(),
         "task": board.task,
@@ -354,12 +697,16 @@ def _board_info(board: Board) -> dict[str, Any]:
         "data_kind": board.key.data_kind,
         "split_hash": board.key.split_hash,
         "mode": board.key.mode,
+        "mode_info": mode_description(str(mode_name)),
         "convention": json.dumps(conv, sort_keys=True) if conv is not None else "not recorded",
+        "convention_json": json.dumps(conv, sort_keys=True, indent=2) if conv is not None else "not recorded",
+        "conventions": convention_items(conv),
         "directions": directions_text(board.metrics(), board),
         "reason": board.reason,
         "main": board.main,
         "notes": board.notes,
         "main_heading": metric_heading(board.main_metric, board.main_region, board),
+        "description": str(board.spec.get("description") or ""),
     }
 
 
@@ -371,14 +718,18 @@ def build_site(
     images_per_method: int = 3,
     images: bool = True,
 ) -> Path:
-    """Write the site under ``out`` (replacing its ``index.html``, ``tasks/``, ``methods/``, ``img/``)."""
+    """Write the site under ``out`` (replacing its ``index.html``, ``tasks/``, ``methods/``, ``img/``, ``csv/``).
+
+    ``images_per_method`` bounds the full-volume case grid drawn from saved predictions; the thumbnails
+    stored with the runs are shown unless ``images`` is False.
+    """
     from cmsbench import __version__
 
     out = Path(out)
     marker = out / SITE_MARKER
     if out.is_dir() and any(out.iterdir()) and not marker.exists():
         raise CmsbenchError(f"{out} is a non-empty folder that is not a cmsbench site; choose an empty or new --out")
-    for sub in ("tasks", "methods", "img"):
+    for sub in ("tasks", "methods", "img", "csv"):
         if (out / sub).is_dir():
             shutil.rmtree(out / sub)
     out.mkdir(parents=True, exist_ok=True)
@@ -406,8 +757,13 @@ def build_site(
                 "reason": board.reason,
             }
         )
+    method_pages = {(b.slug, e.key): f"methods/{b.slug}/{e.key}.html" for b in boards for e in b.entries}
+    matrices = overview_matrices(boards, method_pages)
+    for m in matrices:
+        _save_csv(m["table"], out, "index", "")
     (out / "index.html").write_text(
-        env.get_template("index.html").render(tasks=[{"name": k, "boards": v} for k, v in tasks.items()], **common)
+        env.get_template("index.html").render(
+            tasks=[{"name": k, "boards": v} for k, v in tasks.items()], matrices=matrices, **common)
     )
 
     for board in boards:
@@ -415,32 +771,126 @@ def build_site(
         img_dir = out / "img" / board.slug
         mb_main = board.metric(board.main_region, board.main_metric)
         box_main = box_plot_methods(board, mb_main, img_dir / "box_main.png")
+        try:
+            pd_plot = perception_distortion_plot(board, img_dir / "perception_distortion.png")
+        except Exception as exc:  # noqa: BLE001 - a figure never breaks the site
+            log.warning("perception-distortion plot of %s not drawn: %s", board.slug, exc)
+            pd_plot = None
+        folder = board.slug
+        overview = _save_csv(_overview_table(board, method_href), out, folder, "../")
+        comparisons = _save_csv(_comparison_table(board), out, folder, "../")
         metric_tables = [
-            {"heading": metric_heading(m, r, board), "table": _metric_table(board, board.metric(r, m), method_href)}
+            {"heading": metric_heading(m, r, board),
+             "table": _save_csv(_metric_table(board, board.metric(r, m), method_href), out, folder, "../")}
             for r, m in board.regions_metrics()
         ]
+        (out / "csv" / folder / "statistics.csv").write_text(to_csv([board]))
+        frame = _board_frame(board)
+        (out / "csv" / folder / "cases.csv").write_text(frame)
         others = [
             {"href": f"{b.slug}.html", "title": b.title()} for b in boards if b.task == board.task and b is not board
         ]
+        thumbs, thumb_notes = collect_thumbnails(board, out) if images else ({}, [])
+        views = thumbnail_views(board, thumbs, "../", method_href)
+        if not images:
+            thumb_notes = ["Pictures were not requested (--images 0)."]
+        elif not thumbs:
+            thumb_notes.append("No thumbnails in these records (runs of cmsbench before thumbnails, or run with "
+                               "thumbnails = 0).")
         (out / "tasks" / f"{board.slug}.html").parent.mkdir(parents=True, exist_ok=True)
         (out / "tasks" / f"{board.slug}.html").write_text(
             env.get_template("task.html").render(
                 board=_board_info(board),
-                overview=_overview_table(board, method_href),
-                comparisons=_comparison_table(board),
+                overview=overview,
+                comparisons=comparisons,
                 metric_tables=metric_tables,
                 others=others,
                 box_main=f"../img/{board.slug}/{box_main.name}",
+                pd_plot=f"../img/{board.slug}/{pd_plot.name}" if pd_plot else None,
+                thumbs=views,
+                thumb_notes=thumb_notes,
+                statistics_csv=f"../csv/{folder}/statistics.csv",
+                cases_csv=f"../csv/{folder}/cases.csv",
                 **common,
             )
         )
         for e in board.entries:
-            _method_page(env, board, e, out, img_dir, images_per_method if images else 0, common)
+            _method_page(env, board, e, out, img_dir, images_per_method if images else 0, common,
+                         thumbs.get(e.key, {}), images)
     return out / "index.html"
 
 
+def _board_frame(board: Board) -> str:
+    """Every per-case score of the board's records, full precision (the long frame of :mod:`cmsbench.results`)."""
+    from cmsbench.results import records_frame
+
+    frame = records_frame(rec for e in board.entries for _, rec in e.records)
+    frame.insert(0, "method_label", [next((e.label for e in board.entries if any(r.run_id == rid for _, r in
+                                                                                   e.records)), "")
+                                     for rid in frame["run_id"]])
+    from pandas.api.types import is_numeric_dtype
+
+    for col in frame.columns:
+        if not is_numeric_dtype(frame[col]):
+            frame[col] = [_csv_cell(v) for v in frame[col]]
+    return frame.to_csv(index=False, lineterminator="\n")
+
+
+def _link(text: str) -> str | None:
+    """A safe external link for a card's paper field (http(s) URL or DOI); None for anything else."""
+    t = text.strip()
+    if re.fullmatch(r"https?://[^\s\"'<>]+", t):
+        return t
+    m = re.fullmatch(r"(?:doi:\s*)?(10\.\d{4,9}/[^\s\"'<>]+)", t, re.I)
+    return f"https://doi.org/{m.group(1)}" if m else None
+
+
+def _yes_no(value: Any) -> str:
+    return {True: "yes", False: "no"}.get(value, str(value)) if isinstance(value, bool) else str(value)
+
+
+def _method_facts(board: Board, e: Entry) -> dict[str, Any]:
+    """What a method page states from the card and the records: card fields, cost, NFE."""
+    card = dict(e.card)
+    nfe = [float(c.timing["nfe"]) for _, rec in e.records for c in rec.ok_cases().values()
+           if isinstance(c.timing.get("nfe"), (int, float))]
+    fit = e.fit_s()
+    predict = e.predict_s_per_case()
+    mem = e.memory_mb()
+    samples = sorted({rec.samples for _, rec in e.records})
+    paper = str(card.get("paper") or "")
+    tasks = card.get("tasks")
+    cost = [
+        ("training time", f"{fit:.1f} s" if math.isfinite(fit) else
+         ("cached fitted state reused (no training in these runs)" if e.fit_cached() else "–")),
+        ("predict time per case", f"{predict:.3f} s" if math.isfinite(predict) else "–"),
+    ]
+    if nfe:
+        cost.append(("NFE per case", f"{np.mean(nfe):g} (network function evaluations of the sampler"
+                     + (f", summed over {samples[-1]} samples" if samples[-1] > 1 else "") + ")"))
+    if samples != [1]:
+        cost.append(("samples per case", ", ".join(map(str, samples))))
+    if mem:
+        cost.append(("peak memory", ", ".join(f"{k} {v:.0f} MB" for k, v in sorted(mem.items()))))
+    shown = {"name", "version", "summary", "paper", "differences_from_paper", "tasks"}
+    extra = [(k, _yes_no(v) if isinstance(v, (bool, str)) else json.dumps(v, sort_keys=True))
+             for k, v in card.items() if k not in shown and v not in ("", None, [], ())]
+    return {
+        "summary": str(card.get("summary") or ""),
+        "paper": paper,
+        "paper_href": _link(paper) if paper else None,
+        "differences": str(card.get("differences_from_paper") or ""),
+        "tasks": ", ".join(map(str, tasks)) if isinstance(tasks, (list, tuple)) and tasks else "any task whose "
+                 "inputs it can take",
+        "cost": cost,
+        "extra": extra,
+        "nfe": bool(nfe),
+    }
+
+
 def _method_page(
-    env: Any, board: Board, e: Entry, out: Path, img_dir: Path, n_images: int, common: dict[str, Any]
+    env: Any, board: Board, e: Entry, out: Path, img_dir: Path, n_images: int, common: dict[str, Any],
+    thumbs: dict[str, Thumb] | None = None, pictures: bool = True,
 ) -> Path:
     rms = board.regions_metrics()
     summary = Table(
@@ -505,6 +955,9 @@ def _method_page(
             row.append(Td(fmt(v, decimals[rm]) if v is not None else "–", _num(v)))
         row.append(Td(fmt(float(np.mean(times)), 3) if times else "–", _num(float(np.mean(times))) if times else None))
         cases.rows.append(row)
+    folder = f"{board.slug}/{e.key}"
+    _save_csv(summary, out, folder, "../../")
+    _save_csv(cases, out, folder, "../../")
 
     grid, notes = None, []
     if n_images > 0:
@@ -519,13 +972,21 @@ def _method_page(
                 notes.append(f"Images show seed {rec.seed} of {len(e.records)}.")
     else:
         notes = ["Image grids were not requested."]
+    thumbs = thumbs or {}
+    thumb_images = [{"case": cid, "src": f"../../{thumbs[cid].src}", "scale": _scale_text([thumbs[cid].info])[0]}
+                    for cid in sorted(thumbs)]
+    thumb_infos = [thumbs[cid].info for cid in sorted(thumbs)]
     card = [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in e.card.items() if v not in ("", None, [], ())]
     entry_info = {
         "label": e.label,
+        "name": e.name,
         "version": e.version,
         "options": json.dumps(e.options, sort_keys=True),
+        "options_items": [(str(k), v if isinstance(v, str) else json.dumps(v, sort_keys=True))
+                          for k, v in sorted(e.options.items())],
         "seeds": ", ".join(map(str, e.seeds)),
         "card": card,
+        "facts": _method_facts(board, e),
         "records": [str(p) if p else "(in memory)" for p, _ in e.records],
     }
     page = out / "methods" / board.slug / f"{e.key}.html"
@@ -539,6 +1000,8 @@ def _method_page(
             boxplots=boxplots,
             grid=grid,
             image_notes=notes,
+            thumb_images=thumb_images if pictures else [],
+            thumb_panels=_panels_text(thumb_infos),
             cases=cases,
             **common,
         )
@@ -547,6 +1010,4 @@ def _method_page(
 
 
 def _safe(text: str) -> str:
-    import re
-
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text) or "x"

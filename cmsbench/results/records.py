@@ -174,6 +174,7 @@ class CaseRecord(BaseModel):
     lesions: Annotated[list[dict[str, Any]], BeforeValidator(_lesions)] = Field(default_factory=list)
     suv: str | None = None
     prediction: str | None = None
+    thumbnail: str | None = None  # small PNG of the case, relative to the record's folder
     sample_spread: float | None = None
     warnings: list[str] = Field(default_factory=list)
     data_digest: str | None = None  # content hash of the case's files when it was scored
