@@ -1,0 +1,71 @@
+"""The registry of degradation operators (``cmsbench.operators`` entry points, built-in fallbacks) and the
+bridge from a task's ``adapter_options`` to an operator call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cmsbench.registry import Registry, did_you_mean
+from cmsbench.tasks.degradations.api import Operator, OperatorCall, OperatorError
+
+BUILTIN_OPERATORS = {
+    name: f"cmsbench.tasks.degradations.builtin:{name.upper()}"
+    for name in ("kspace_truncation", "downsample", "contrast_dose")
+}
+
+OPERATORS: Registry[Operator] = Registry("cmsbench.operators", "degradation operator", BUILTIN_OPERATORS)
+
+#: The ``adapter_options`` keys that name a task's degradation.
+OPTION_KEYS = ("operator", "operator_version", "operator_params")
+
+
+def get_operator(name: str) -> Operator:
+    """The operator registered under ``name`` (:class:`~cmsbench.errors.UnknownNameError` with "did you
+    mean" when unknown; :class:`OperatorError` when the entry point is not an :class:`Operator` or calls
+    itself otherwise)."""
+    obj = OPERATORS.load(name)
+    entry = OPERATORS.entries()[name]
+    if not isinstance(obj, Operator):
+        raise OperatorError(f"degradation operator {name!r} registered by {entry.distribution} ({entry.target}) is "
+                            f"a {type(obj).__name__}, not a cmsbench Operator; fix the plugin's entry point")
+    if obj.name != name:
+        raise OperatorError(f"degradation operator registered as {name!r} by {entry.distribution} calls itself "
+                            f"{obj.name!r}; the entry-point name and the operator's name must agree")
+    return obj
+
+
+def degradation(name: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> OperatorCall:
+    """The operator ``name`` with its parameters resolved: ``degradation("kspace_truncation", factor=4)``.
+
+    ``.options()`` is the ``adapter_options`` fragment a task spec stores; ``.apply(...)`` degrades a case.
+    """
+    return get_operator(name).call({**dict(params or {}), **kwargs})
+
+
+def from_options(options: Mapping[str, Any]) -> OperatorCall | None:
+    """The operator call a task's ``adapter_options`` name, or None when they name none.
+
+    Reads ``operator`` (name), ``operator_params`` (defaults fill the rest) and ``operator_version``
+    (optional; when given it must equal the installed operator's version, because the records of the task
+    were produced by that version). Other ``operator*`` keys are an error (a misspelt key would otherwise
+    silently degrade with the defaults).
+    """
+    stray = [k for k in options if str(k).startswith("operator") and k not in OPTION_KEYS]
+    if stray:
+        raise OperatorError(f"unknown adapter option {stray[0]!r}.{did_you_mean(str(stray[0]), OPTION_KEYS)} "
+                            f"Degradation options: {', '.join(OPTION_KEYS)}")
+    if options.get("operator") is None:
+        if options.get("operator_params") or options.get("operator_version"):
+            raise OperatorError("adapter options give operator_params or operator_version but no operator name")
+        return None
+    operator = get_operator(str(options["operator"]))
+    version = options.get("operator_version")
+    if version is not None and str(version) != operator.version:
+        raise OperatorError(f"the task was defined with degradation operator {operator.name!r} version {version!r}, "
+                            f"but the installed one is version {operator.version!r}: its output differs, so the "
+                            f"task's records would not be comparable; update the task spec (and its version)")
+    params = options.get("operator_params") or {}
+    if not isinstance(params, Mapping):
+        raise OperatorError(f"operator_params of {operator.name!r} must be a table of parameters, got {params!r}")
+    return operator.call(params)
