@@ -3,8 +3,6 @@ metrics.md (numpy / scikit-image / torchmetrics written straight from the formul
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -95,27 +93,31 @@ def test_brasyn_direct():
 
 
 def test_brats_inpainting_direct_official_formula():
-    """The official generate_metrics, transcribed with torchmetrics on a (1, X, Y, Z) tensor (float64)."""
+    """The official compute_metrics (BraSyn evaluation_utils.py), transcribed with torchmetrics on the 5-D
+    (1, 1, X, Y, Z) tensors it requires: 3D SSIM, float32 MSE/PSNR states; no RMSE or MAE reported."""
+    from torchmetrics.image import PeakSignalNoiseRatio
+    from torchmetrics.regression import MeanSquaredError
+
     gt, pr, masks = mr_case(lesion_gain=0.9)  # a bright lesion would be clipped flat by healthy percentiles
     s = score_case(gt, pr, masks, BRATS_FLAIR, mode="brats_inpainting")
     for region in ("lesion", "healthy"):
         m = masks["necrotic"] | masks["edema"]
         if region == "healthy":
             m = masks["brain"] & ~m
-        g, p = gt.astype(np.float64), pr.astype(np.float64)
-        voided = g * ~m
-        lo, hi = np.percentile(voided, [0.5, 99.5])
+        assert set(s.values[region]) == {"mse", "psnr", "ssim"}
+        lo, hi = np.percentile(gt * ~m, [0.5, 99.5])  # gt's own dtype, all voxels, the region zeroed
         lo = max(lo, 0.0)
-        nz = lambda a: (np.clip(a, lo, hi) - lo) / (hi - lo)  # noqa: E731, B023
-        gi, pi = nz(g * m), nz(p * m)
-        tg, tp, tm = (torch.from_numpy(a)[None] for a in (gi, pi, m))
-        _, full = tm_ssim(tp, tg, return_full_image=True)
+        nz = lambda a: (np.clip((a * m).astype(np.float64), lo, hi) - lo) / (hi - lo)  # noqa: E731, B023
+        gi, pi = nz(gt), nz(pr)
+        tg, tp, tm = (torch.from_numpy(a)[None, None] for a in (gi, pi, m))
+        _, full = tm_ssim(tp, tg, return_full_image=True)  # 5-D input: 3D SSIM
         ssim = float(full[tm].mean())
-        mse = float(np.mean((gi[m] - pi[m]) ** 2))
-        assert s.value(region, "ssim") == pytest.approx(ssim, rel=RTOL)
-        assert s.value(region, "mse") == pytest.approx(mse, rel=1e-10)
-        assert s.value(region, "psnr") == pytest.approx(10 * math.log10(1 / mse), rel=1e-10)
-        assert s.value(region, "mae") == pytest.approx(np.abs(gi[m] - pi[m]).mean(), rel=1e-10)
+        mse = float(MeanSquaredError()(tp[tm], tg[tm]))
+        psnr = float(PeakSignalNoiseRatio(data_range=1.0)(tp[tm], tg[tm]))
+        assert s.value(region, "ssim") == pytest.approx(ssim, rel=1e-10)
+        assert s.value(region, "mse") == pytest.approx(mse, rel=1e-12)
+        assert s.value(region, "psnr") == pytest.approx(psnr, rel=1e-12)
+        assert s.value(region, "mse") == pytest.approx(np.mean((gi[m] - pi[m]) ** 2), rel=1e-6)  # float32 state
 
 
 def test_udpet_direct():
@@ -139,19 +141,32 @@ def test_udpet_direct():
 
 
 def test_ldct_benchmark_direct():
+    """ldct-benchmark compute_metric as documented: float32 HU + 1024 slices, the DICOM linear window
+    (scale w - 1, centre c - 0.5), scikit-image defaults on the float32 windowed slices, RMSE of both
+    images clipped to [-1024, 1900] HU; means over slices (the last axis)."""
+    from skimage.metrics import mean_squared_error
+
     gt, pr, _ = ct_case(shape=(30, 28, 6))
+    gt[2:6, 2:6], pr[2:6, 2:5] = 2600.0, 2300.0  # metal: clipped at 1900 HU for RMSE
+    gt[-3:, -3:], pr[-2:, -4:] = -1040.0, -1100.0  # below -1024 HU: clipped too
     s = score_case(gt, pr, {}, LDCT, mode="ldct_benchmark")
-    g, p = gt.astype(np.float64), pr.astype(np.float64)
+    g, p = ((a.astype(np.float64) + 1024).astype(np.float32) for a in (gt, pr))
     windows = {"abdomen": (50, 400), "chest": (-600, 1500), "head": (40, 80)}
-    rmse = np.mean([np.sqrt(np.mean((g[..., k] - p[..., k]) ** 2)) for k in range(g.shape[2])])
-    assert s.value("global", "rmse") == pytest.approx(rmse, rel=1e-10)
+    gc, pc = np.clip(g, 0, 2924), np.clip(p, 0, 2924)  # ct_case has values outside [-1024, 1900] HU
+    rmse = np.mean([np.sqrt(mean_squared_error(gc[..., k], pc[..., k])) for k in range(g.shape[2])])
+    assert s.value("global", "rmse") == pytest.approx(rmse, rel=1e-12)
     for name, (c, w) in windows.items():
-        lo, hi = c - w / 2, c + w / 2
-        a, b = (np.clip(g, lo, hi) - lo) / w, (np.clip(p, lo, hi) - lo) / w
+        c += 1024
+        lo, hi = c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2
+
+        def win(x, c=c, w=w, lo=lo, hi=hi):
+            return np.where(x <= lo, 0, np.where(x > hi, 1, (x - (c - 0.5)) / (w - 1.0) + 0.5)).astype(np.float32)
+
+        a, b = win(g), win(p)
         ss = [structural_similarity(a[..., k], b[..., k], data_range=1.0) for k in range(g.shape[2])]
-        ps = [peak_signal_noise_ratio(a[..., k], b[..., k], data_range=1.0) for k in range(g.shape[2])]
-        assert s.value("global", f"ssim_{name}") == pytest.approx(np.mean(ss), rel=RTOL)
-        assert s.value("global", f"psnr_{name}") == pytest.approx(np.mean(ps), rel=1e-10)
+        ps = [10 * np.log10(1 / mean_squared_error(a[..., k], b[..., k])) for k in range(g.shape[2])]
+        assert s.value("global", f"ssim_{name}") == pytest.approx(np.mean(ss), rel=1e-9)
+        assert s.value("global", f"psnr_{name}") == pytest.approx(np.mean(ps), rel=1e-9)
 
 
 def test_mode_needs_its_mask():
