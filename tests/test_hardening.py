@@ -297,3 +297,61 @@ def test_plugins_without_card_or_with_a_bad_state_get_clear_errors(brats: Path, 
                "--results", str(tmp_path / "res"), "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and message in err and "internal error" not in err
+
+
+# ------------------------------------------------------------------------------- review findings, fixed
+def test_equal_settings_give_one_run_identity(brats: Path) -> None:
+    from cmsbench.benchmark.runner import resolve_run
+
+    a = resolve_run(RunConfig(task="brats_flair", method="gaussian", data_root=str(brats), options={"sigma": 1}))
+    b = resolve_run(RunConfig(task="brats_flair", method="gaussian", data_root=str(brats), options={"sigma": 1.0}))
+    assert a.identity.run_id() == b.identity.run_id()
+    c = resolve_run(RunConfig(task="brats_flair", method="identity", data_root=str(brats), metrics=("mse", "nrmse")))
+    d = resolve_run(RunConfig(task="brats_flair", method="identity", data_root=str(brats), metrics=("nrmse", "mse")))
+    assert c.identity.run_id() == d.identity.run_id()
+
+
+def test_a_window_metric_with_the_tasks_own_window_is_not_confused_with_the_task_sums() -> None:
+    import dataclasses
+
+    from cmsbench.benchmark.scorer import score_case
+    from cmsbench.tasks.builtin import LDCT
+    from cmsbench.tasks.spec import DataRange
+
+    rng = np.random.default_rng(0)
+    gt = rng.normal(40, 60, (24, 24, 12)).astype(np.float32)
+    pr = (gt + rng.normal(0, 15, gt.shape)).astype(np.float32)
+    body = np.ones(gt.shape, bool)
+    plain = dataclasses.replace(LDCT, metrics=("mae", "psnr", "ssim_abdomen"), main_metric="mae")
+    same = dataclasses.replace(plain, data_range=DataRange("window", low=-150.0, high=250.0))
+    a = score_case(gt, pr, {"body": body}, plain).value("body", "ssim_abdomen")
+    b = score_case(gt, pr, {"body": body}, same).value("body", "ssim_abdomen")
+    assert np.isfinite(a) and a == pytest.approx(b, rel=1e-9)
+
+
+def test_registered_unranked_metric_stays_unranked() -> None:
+    from cmsbench.leaderboard.aggregate import higher_is_better
+
+    assert higher_is_better("suvmean_pct_error") is None  # registered, direction None (signed)
+    assert higher_is_better("mae") is False and higher_is_better("psnr") is True
+    assert higher_is_better("mae_signed", {"mae_signed": None}) is None  # recorded None wins over the name table
+
+
+def test_one_process_cannot_take_a_record_lock_twice(tmp_path: Path) -> None:
+    from cmsbench.errors import CmsbenchError
+    from cmsbench.results.lock import RecordLock
+
+    with RecordLock(tmp_path / "r.json"):
+        with pytest.raises(CmsbenchError, match="already writing"):
+            with RecordLock(tmp_path / "r.json"):
+                pass
+    with RecordLock(tmp_path / "r.json"):  # released: taken again
+        pass
+
+
+def test_a_failing_fit_is_recorded(brats: Path, methods: Path, tmp_path: Path) -> None:
+    with pytest.raises(MethodError):
+        run(RunConfig(task="brats_flair", method=f"{methods}:FitRaises", data_root=str(brats), device="cpu",
+                      results=tmp_path / "res"))
+    (path, rec), = list(load(tmp_path / "res"))
+    assert rec.status == "failed" and "ZeroDivisionError" in rec.problems[0] and not rec.cases

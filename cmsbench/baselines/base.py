@@ -28,6 +28,14 @@ STATE_FILE = "state.safetensors"
 META_FILE = "meta.json"
 
 
+def _like_default(default: Any, value: Any) -> Any:
+    """An option value in its default's type where that is lossless (``1`` for a float default is ``1.0``),
+    so that equal settings give one run identity."""
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 @dataclass(frozen=True)
 class MethodCard:
     """What a method is and where it comes from (shown on leaderboards, stored in result records)."""
@@ -78,7 +86,8 @@ class Method(ABC):
             raise MethodError(
                 f"method {self.card.name!r} has no option(s) {unknown}; its options: {dict(self.defaults)}"
             )
-        self.options: dict[str, Any] = {**self.defaults, **options}
+        self.options: dict[str, Any] = {**self.defaults, **{k: _like_default(self.defaults[k], v)
+                                                            for k, v in options.items()}}
         self.fitted = False
         self.inputs: tuple[str, ...] = ()
         self.target: str = ""
@@ -146,7 +155,9 @@ class Method(ABC):
                                   "other values in the JSON part)")
             checked[str(key)] = np.ascontiguousarray(arr)
         arrays = checked
-        tmp_state = folder / f".{STATE_FILE}.tmp"
+        import os
+
+        tmp_state = folder / f".{STATE_FILE}.{os.getpid()}.tmp"
         save_file(arrays, str(tmp_state))
         tmp_state.replace(folder / STATE_FILE)
         record = {
@@ -155,7 +166,7 @@ class Method(ABC):
             "seed": self.seed, "fitted": self.fitted,
             "meta": meta,
         }
-        tmp_meta = folder / f".{META_FILE}.tmp"
+        tmp_meta = folder / f".{META_FILE}.{os.getpid()}.tmp"
         tmp_meta.write_text(json.dumps(record, default=_json_default, indent=1))
         tmp_meta.replace(folder / META_FILE)
         return folder

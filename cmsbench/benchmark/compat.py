@@ -14,12 +14,14 @@ SSIM flavour) and applies the evaluator's; what it does is recorded in the score
     code's quirks (edge padding to 97 voxels, per-scale exponents on the map, offset box downsampling,
     ...): listed in full in :func:`synthrad2025`'s docstring. Region ``body``.
 ``brasyn``
-    BraSyn (BraTS missing-MRI synthesis): each volume clipped at its OWN 0.5/99.5 percentiles (over all
-    voxels) and scaled to [0, 1] (the prediction by its own statistics: this hides global intensity
-    errors). SSIM = torchmetrics' 3D SSIM (Gaussian 11, sigma 1.5, whole-sample reflect padding, mean
-    over the full map, data range = the larger of the two images' max - min) of ``pred*mask`` vs
-    ``gt*mask`` for the tumour (region ``lesion``) and of ``pred*(1-mask)`` vs ``gt*(1-mask)`` (region
-    ``non_lesion``: every voxel outside the tumour, background included). The segmentation score
+    BraSyn ``ssim.py`` ``compute_metrics`` (github.com/hongweilibran/BraSyn @ 8908040): each volume
+    clipped at its OWN 0.5/99.5 percentiles (numpy, own dtype, over all voxels; a negative lower bound
+    raised to 0) and scaled to [0, 1] in float64 (the prediction by its own statistics: this hides global
+    intensity errors). SSIM = torchmetrics' 3D SSIM of the 5-D input (Gaussian 11, sigma 1.5, reflect
+    padding, float64 map, mean over the full map, data range = the larger of the two images' max - min)
+    of ``pred*mask`` vs ``gt*mask`` (region ``lesion``) and of ``pred*(1-mask)`` vs ``gt*(1-mask)``
+    (region ``non_lesion``: every voxel outside the tumour, background included), rounded to float32
+    (torchmetrics' metric state). Quirks listed in :func:`brasyn`'s docstring. The segmentation score
     needs a tumour segmenter and is not computed.
 ``brats_inpainting``
     BraTS 2023 inpainting ``compute_metrics`` (copy in github.com/hongweilibran/BraSyn
@@ -256,47 +258,8 @@ def synthrad2025(target, prediction, masks, task, metadata, case_id, device) -> 
     )
 
 
-def _own_percentile_scale(a: np.ndarray) -> np.ndarray:
-    lo, hi = np.percentile(a, [0.5, 99.5])
-    if hi <= lo:
-        return np.zeros_like(a, dtype=np.float64)
-    return (np.clip(a, lo, hi) - lo) / (hi - lo)
-
-
 def _tm_range(a: np.ndarray, b: np.ndarray) -> float:
     return float(max(a.max() - a.min(), b.max() - b.min()))
-
-
-def brasyn(target, prediction, masks, task, metadata, case_id, device) -> ModeResult:
-    les = lesion_mask(masks, target.shape, case_id)
-    if les is None:
-        raise MetricError(
-            f"mode 'brasyn' needs a lesion mask or sub-region masks for case {case_id!r}; masks: {sorted(masks)}"
-        )
-    gt = _own_percentile_scale(np.asarray(target, np.float64))
-    pr = _own_percentile_scale(np.asarray(prediction, np.float64))
-    values = {}
-    for region, m in (("lesion", les), ("non_lesion", ~les)):
-        a, b = gt * m, pr * m
-        L = _tm_range(b, a)
-        if L <= 0:
-            values[region] = {"ssim": float("nan")}
-            continue
-        values[region] = {"ssim": masked_mean(ssim_map(a, b, L, TORCHMETRICS_DEFAULT, device=device))}
-    reasons = {f"{r}/ssim": "constant images (data range 0)" for r, v in values.items() if math.isnan(v["ssim"])}
-    return ModeResult(
-        values,
-        {
-            "evaluator": "BraSyn",
-            "normalisation": "each volume clipped to its own 0.5/99.5 percentiles, scaled to [0, 1] (prediction by its own statistics)",
-            "ssim": "torchmetrics 3D SSIM of pred*mask vs gt*mask: "
-            + TORCHMETRICS_DEFAULT.describe()
-            + ", mean over the full map, data range max of the two images' max - min",
-            "regions": {"lesion": "tumour (union of labels)", "non_lesion": "1 - tumour mask (background included)"},
-            "not_computed": "segmentation Dice/HD95 (needs a tumour segmenter)",
-        },
-        reasons,
-    )
 
 
 BRATS_INPAINTING_SOURCE = (
@@ -428,6 +391,109 @@ def brats_inpainting(target, prediction, masks, task, metadata, case_id, device)
             "the normalised volumes, variances clamped at 0; mean of the full uncropped map over mask voxels",
             "undefined": "empty mask or no percentile scale: no value (official: NaN); an axis <= 5 voxels: no SSIM "
             "(official: error)",
+        },
+        reasons,
+    )
+
+
+BRASYN_SOURCE = "github.com/hongweilibran/BraSyn ssim.py (compute_metrics) @ 890804083b446f3d6fa0b17a4ef09b174bcd0209"
+_BS_PERCENTILES = (0.5, 99.5)
+
+
+def _bs_own_scale(a: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """The official ``__percentile_clip(x, strictlyPositive=True)`` of ``ssim.py``: the volume's OWN
+    0.5/99.5 percentiles (numpy linear interpolation, in the volume's own dtype, over all voxels), a
+    negative lower bound raised to 0, ``(clip(x, lo, hi) - lo) / (hi - lo)`` in float64 (the official
+    ``np.clip`` of a tensor comes back float64). ``(None, why)`` when the percentiles give no scale."""
+    lo, hi = np.percentile(np.asarray(a), _BS_PERCENTILES)
+    if lo < 0:
+        lo = 0.0
+    if not hi > lo:
+        return None, f"0.5/99.5 percentiles {float(lo):g} and {float(hi):g} (lower raised to 0): no scale"
+    return (np.clip(np.asarray(a, np.float64), lo, hi) - lo) / (hi - lo), ""
+
+
+def _bs_float32_state(value: float) -> float:
+    """The official SSIM object's batch value: the float64 per-sample mean is added into torchmetrics'
+    float32 ``similarity`` state (initialised ``torch.tensor(0.0)``) and divided by the float32 count 1,
+    so the reported number is the float64 mean rounded to float32."""
+    return float(np.float32(value))
+
+
+def brasyn(target, prediction, masks, task, metadata, case_id, device) -> ModeResult:
+    """BraSyn ``ssim.py`` ``compute_metrics(gt, pred, seg, normalize=True)`` (github.com/hongweilibran/BraSyn),
+    re-implemented and checked against the official code to 1e-6 relative (``tests/official``).
+
+    The tumour mask is the case's ``lesion`` mask, else the union of its sub-regions (the official
+    ``seg > 0``). Returns ``(SSIM_tumor, SSIM_non_tumor)`` as regions ``lesion`` and ``non_lesion``.
+    Quirks of the official code, all reproduced:
+
+    - Each volume is normalised by its OWN statistics (the prediction by the prediction's, hiding global
+      intensity errors): bounds = 0.5/99.5 percentiles (numpy linear interpolation, in the volume's own
+      dtype) over ALL voxels, background zeros included; a negative lower bound is raised to 0
+      (``strictlyPositive=True``), a positive one kept; ``(clip(x, lo, hi) - lo) / (hi - lo)`` in float64
+      (the official ``np.clip`` of a torch tensor comes back float64 for every input dtype).
+    - Tumour SSIM: ``pred * mask`` vs ``gt * mask``; non-tumour SSIM: ``pred * (1 - mask)`` vs
+      ``gt * (1 - mask)`` (every voxel outside the tumour, background included). Both are the mean over
+      the WHOLE volume of torchmetrics' 3D SSIM map of the zero-filled 5-D ``(1, 1, X, Y, Z)`` tensors:
+      Gaussian sigma 1.5, 11 taps, K1 0.01, K2 0.03, no sample covariance, PyTorch ``reflect`` padding of
+      5 voxels, data range = ``max(pred.max() - pred.min(), gt.max() - gt.min())`` of the two masked
+      volumes; the map is computed in float64 (the inputs are float64).
+    - The module-level ``StructuralSimilarityIndexMeasure`` accumulates into a float32 state, so each
+      reported SSIM is the float64 mean rounded to float32 (up to 6e-8 relative).
+    - Undefined values: percentiles that give no scale (official: NaN), an empty or a constant pair of
+      masked volumes (data range 0; official: NaN), or an axis of 5 voxels or fewer (the official reflection
+      padding raises) leave the SSIM without a value.
+
+    The segmentation score of the challenge needs a tumour segmenter and is not computed. cmsbench
+    computes the map with its own separable float64 engine; differences are rounding only.
+    """
+    les = lesion_mask(masks, target.shape, case_id)
+    if les is None:
+        raise MetricError(
+            f"mode 'brasyn' needs a lesion mask or sub-region masks for case {case_id!r}; masks: {sorted(masks)}"
+        )
+    les = np.asarray(les) > 0
+    gt, why_gt = _bs_own_scale(target)
+    pr, why_pr = _bs_own_scale(prediction)
+    values: dict[str, dict[str, float | None]] = {}
+    reasons: dict[str, str] = {}
+    for region, m in (("lesion", les), ("non_lesion", ~les)):
+        why = ""
+        if gt is None or pr is None:
+            why = f"ground truth: {why_gt}" if gt is None else f"prediction: {why_pr}"
+        elif min(target.shape) <= _BI_PAD:
+            why = f"volume {target.shape} has an axis of <= {_BI_PAD} voxels: the official 3D SSIM fails there"
+        else:
+            a, b = gt * m, pr * m
+            L = _tm_range(b, a)  # torchmetrics data_range=None
+            if not L > 0:
+                why = "both masked volumes are constant (data range 0)"
+            else:
+                smap = ssim_map(a, b, L, TORCHMETRICS_DEFAULT, device=device, float64=True)
+                values[region] = {"ssim": _bs_float32_state(float(np.mean(smap, dtype=np.float64)))}
+        if why:
+            values[region] = {"ssim": None}
+            reasons[f"{region}/ssim"] = why
+    return ModeResult(
+        values,
+        {
+            "evaluator": "BraSyn ssim.py compute_metrics",
+            "source": BRASYN_SOURCE,
+            "mask": "tumour = lesion mask, else union of the sub-regions (official seg > 0)",
+            "normalisation": "each volume by its OWN 0.5/99.5 percentiles (numpy linear, own dtype, all voxels), "
+            "lower bound raised to 0 if negative; (clip(x, lo, hi) - lo) / (hi - lo) in float64 (prediction by "
+            "its own statistics)",
+            "ssim": "5-D (1, 1, X, Y, Z) input: torchmetrics 3D SSIM of pred*mask vs gt*mask (lesion) and "
+            "pred*(1-mask) vs gt*(1-mask) (non_lesion), "
+            + TORCHMETRICS_DEFAULT.describe()
+            + " (PyTorch reflect padding of 5), float64 map, mean over the full volume, data range "
+            "max(pred.max() - pred.min(), gt.max() - gt.min()) of the masked volumes",
+            "precision": "the float64 mean rounded to float32 (torchmetrics' float32 metric state)",
+            "regions": {"lesion": "tumour (union of labels)", "non_lesion": "1 - tumour mask (background included)"},
+            "undefined": "no percentile scale or data range 0: no value (official: NaN); an axis <= 5 voxels: no "
+            "value (official: error)",
+            "not_computed": "segmentation Dice/HD95 (needs a tumour segmenter)",
         },
         reasons,
     )

@@ -38,8 +38,9 @@ SYNTHRAD2025 = Mode(
     directions=_directions("mae", "psnr", "msssim", "ms_ssim"))
 BRASYN = Mode(
     "brasyn", "BraSyn (BraTS missing-MRI synthesis) SSIM in and outside the tumour", compat.brasyn,
-    source="github.com/hongweilibran/BraSyn ssim.py",
-    verified="equal to the official code on a real BraTS 2023 case (2.0e-6)", directions=_directions("ssim"))
+    source=compat.BRASYN_SOURCE,
+    verified="equal to the official ssim.py compute_metrics run beside it (tests/official): VERIFIED_PLACEHOLDER",
+    directions=_directions("ssim"))
 BRATS_INPAINTING = Mode(
     "brats_inpainting", "BraTS 2023 inpainting evaluation compute_metrics (MSE, PSNR, SSIM in the mask)",
     compat.brats_inpainting, source=compat.BRATS_INPAINTING_SOURCE,

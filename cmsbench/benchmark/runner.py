@@ -382,7 +382,15 @@ def _run_locked(resolved: ResolvedRun, path: Path, test_ids: list[str], device: 
         log.info("run %s is already complete: %s", record.run_id, path)
         return RunOutcome(path, record)
 
-    method, fit_info = _fit(resolved, device)
+    try:
+        method, fit_info = _fit(resolved, device)
+    except CmsbenchError as exc:  # recorded with the run, then reported
+        if record is None:
+            record = _new_record(resolved, resolved.method_cls(**config.options), device)
+        record.status = "failed"
+        record.problems = [*record.problems, f"fit failed: {exc}"]
+        record.write(path)
+        raise
     if record is None:
         record = _new_record(resolved, method, device)
     elif done:
@@ -407,7 +415,8 @@ def _run_locked(resolved: ResolvedRun, path: Path, test_ids: list[str], device: 
         prefetch.close()
     if progress:
         progress(len(todo), len(todo), "")
-    record.set_scores = collector.finalize(test_ids, seed=config.seed)
+    record.set_scores = collector.finalize([c for c in test_ids if c in record.cases and record.cases[c].ok],
+                                           seed=config.seed)
     record.data = dataset.describe_source()
     failed = [cid for cid in test_ids if cid not in record.cases or not record.cases[cid].ok]
     record.status = "complete" if not failed else "complete_with_failures"
@@ -467,7 +476,11 @@ def _run_case(index: int, case_id: str, prefetch: Prefetcher, method: Method, re
         timing["score_s"] = time.perf_counter() - t
     except CmsbenchError as exc:
         return CaseRecord(status="failed", stage="score", error=str(exc), timing=timing)
-    entry = case_entry(score, timing, record)
+    try:
+        entry = case_entry(score, timing, record)
+    except ValueError as exc:  # a plugin metric returned something that is not a number (pydantic says what)
+        return CaseRecord(status="failed", stage="score", timing=timing,
+                          error=f"case {case_id!r}: a metric returned a value that is not a number: {exc}")
     entry.data_digest = resolved.dataset.case_digest(case_id)
     collector.add(case_id, score.features)
     for key, value in extra.items():

@@ -93,7 +93,9 @@ def score_folder(task_name: str, predictions: Path, *, data_root: str | None = N
     dataset = open_dataset(task, root)
     test_ids = list(dataset.split.test)
     entries = sorted(predictions.iterdir())
-    files = {_case_id_of(p): p for p in entries if p.is_file() and p.name.endswith((".nii.gz", ".nii"))}
+    nifti = [p for p in entries if p.is_file() and p.name.endswith((".nii.gz", ".nii"))]
+    files = {_case_id_of(p): p for p in nifti}
+    ambiguous = {cid for cid in files if sum(_case_id_of(p) == cid for p in nifti) > 1}
     warnings = [f"{p.name}: not a NIfTI file (expected <case_id>.nii.gz); ignored"
                 for p in entries if p.is_file() and not p.name.endswith((".nii.gz", ".nii"))]
     all_ids = set(dataset.refs)
@@ -114,8 +116,12 @@ def score_folder(task_name: str, predictions: Path, *, data_root: str | None = N
                          "entry": str(predictions)}, split_variant=split, device="cpu",
                         prediction_units=prediction_units)
     problems: list[str] = []
-    present = [cid for cid in test_ids if cid in files]
+    present = [cid for cid in test_ids if cid in files and cid not in ambiguous]
     for cid in test_ids:
+        if cid in ambiguous:
+            problems.append(f"both {cid}.nii and {cid}.nii.gz are in {predictions}: keep one (the case is not scored)")
+            record.cases[cid] = CaseRecord(status="failed", stage="predict", error="two prediction files for the case")
+            continue
         if cid not in files:
             problems.append(f"missing prediction for test case {cid!r} (expected {cid}.nii.gz)")
             record.cases[cid] = CaseRecord(status="failed", stage="predict", error="missing prediction file")

@@ -247,7 +247,7 @@ def _score_default(t, p, masks, task, case_id, metadata, device, ssim_config) ->
     def applies(metric, r: str) -> bool:
         if metric.needs.lesion_regions_only and not is_lesion[r]:
             return False
-        return True
+        return metric.needs.mask or r == "global"  # a whole-grid metric is scored in region 'global' only
 
     reasons: dict[str, str] = {}
     values: dict[str, dict[str, float | None]] = {}
@@ -293,8 +293,11 @@ def _score_default(t, p, masks, task, case_id, metadata, device, ssim_config) ->
                                  "centroid": [round(x, 3) for x in c.centroid]}
         for metric in per_lesion:
             try:
-                entry[metric.name] = metric.per_lesion(ctx, c)
-            except MetricUndefined:
+                v = metric.per_lesion(ctx, c)
+                entry[metric.name] = None if v is None or math.isnan(float(v)) else float(v)
+            except MetricError:
+                raise
+            except Exception:  # noqa: BLE001 - MetricUndefined or a plugin that raises: no value for this lesion
                 entry[metric.name] = None
         lesions.append(entry)
 
@@ -302,7 +305,10 @@ def _score_default(t, p, masks, task, case_id, metadata, device, ssim_config) ->
     for metric in set_metrics:
         for r in nonempty:
             if applies(metric, r):
-                features.setdefault(r, {})[metric.name] = metric.features(ctx, r)
+                try:
+                    features.setdefault(r, {})[metric.name] = np.asarray(metric.features(ctx, r), dtype=np.float64)
+                except Exception as exc:  # noqa: BLE001 - a plugin that raises: this case adds no features
+                    reasons[f"{r}/{metric.name}"] = f"set-level metric {metric.name!r} raised {type(exc).__name__}: {exc}"
 
     suv_note = None
     if any(m.name in ("suvmean_pct_error", "suvmax_pct_error") for m in metrics):

@@ -120,11 +120,11 @@ def higher_is_better(metric: str, directions: dict[str, bool | None] | None = No
     """
     if directions is not None and metric in directions:
         return directions[metric]
-    from cmsbench.benchmark.metrics.registry import direction_of
+    from cmsbench.benchmark.metrics.registry import direction_of, is_registered
 
-    registered = direction_of(metric)
-    if registered is not None:
-        return registered == "higher"
+    if is_registered(metric):  # a registered direction of None means "not ranked"
+        registered = direction_of(metric)
+        return None if registered is None else registered == "higher"
     base = metric.lower().split("_")[0]
     if metric.lower() in HIGHER_IS_BETTER or base in HIGHER_IS_BETTER:
         return True
@@ -671,8 +671,8 @@ class Board:
         for e in self.entries:
             for _, rec in e.records:
                 for name, info in rec.scoring.metrics.items():
-                    if name not in out and info.direction in ("higher", "lower"):
-                        out[name] = info.direction == "higher"
+                    if name not in out:  # a recorded None means "not ranked"
+                        out[name] = None if info.direction not in ("higher", "lower") else info.direction == "higher"
         return out
 
     def higher_is_better(self, metric: str) -> bool | None:

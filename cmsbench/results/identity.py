@@ -14,14 +14,25 @@ import re
 from typing import Any
 
 
+def _normal(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _normal(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_normal(v) for v in obj]
+    if isinstance(obj, float) and obj.is_integer():
+        return int(obj)  # 1 and 1.0 are one setting
+    return obj
+
+
 def canonical(obj: Any) -> str:
     """Canonical JSON text (sorted keys) of ``obj``: equal objects give equal text."""
     return json.dumps(obj, sort_keys=True, default=str)
 
 
 def digest(obj: Any, length: int = 16) -> str:
-    """A short SHA-256 hex digest of ``obj``'s canonical JSON."""
-    return hashlib.sha256(canonical(obj).encode()).hexdigest()[:length]
+    """A short SHA-256 hex digest of ``obj``'s canonical JSON, integral floats written as integers (``1`` and
+    ``1.0`` are one setting, so they name one run)."""
+    return hashlib.sha256(canonical(_normal(obj)).encode()).hexdigest()[:length]
 
 
 def method_label(name: str) -> str:

@@ -18,6 +18,9 @@ from types import TracebackType
 
 log = logging.getLogger(__name__)
 
+#: Lock files this process holds (filelock would deadlock, or raise, on a second acquire from one process).
+_HELD: set[str] = set()
+
 
 class RecordLock:
     """``with RecordLock(path):`` holds the record's lock; ``timeout`` seconds (None: wait for ever)."""
@@ -36,7 +39,7 @@ class RecordLock:
 
             raise DataError(f"cannot write results under {self.lock_path.parent}: {exc.strerror or exc}; "
                             "give --results a folder you can write") from exc
-        self._lock = FileLock(str(self.lock_path))
+        self._lock = FileLock(str(self.lock_path), mode=0o666)  # group/world-writable as the umask allows
         self.waited_s = 0.0
         self.holder: str | None = None
 
@@ -49,6 +52,12 @@ class RecordLock:
 
     def __enter__(self) -> RecordLock:
         from filelock import Timeout
+
+        if str(self.lock_path) in _HELD:
+            from cmsbench.errors import CmsbenchError
+
+            raise CmsbenchError(f"this process is already writing {self.record_path} (a run of the same "
+                                "configuration inside another); run them one after the other")
 
         try:
             self._lock.acquire(timeout=0)
@@ -65,6 +74,7 @@ class RecordLock:
                 raise CmsbenchError(f"record {self.record_path} is still being written by {self.holder} after "
                                     f"{self.timeout:g} s; wait for that run or stop it") from exc
             self.waited_s = time.perf_counter() - start
+        _HELD.add(str(self.lock_path))
         try:
             self.owner_path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                                    "since": time.strftime("%Y-%m-%dT%H:%M:%S")}))
@@ -74,4 +84,5 @@ class RecordLock:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        _HELD.discard(str(self.lock_path))
         self._lock.release()

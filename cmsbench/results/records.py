@@ -108,7 +108,7 @@ class Scoring(BaseModel):
 class RunIdentity(BaseModel):
     """Everything that makes two runs the same run; ``run_id`` is its digest (see :mod:`.identity`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True)
     task: str
     task_fingerprint: str
     method: str
@@ -125,7 +125,8 @@ class RunIdentity(BaseModel):
         """The 16-hex-digit digest naming the record file."""
         from cmsbench.results.identity import digest
 
-        return digest(self.model_dump())
+        # fields at their defaults are left out: a field added later (with a default) keeps every run_id
+        return digest(self.model_dump(exclude_defaults=True))
 
 
 class SetScore(BaseModel):

@@ -200,6 +200,8 @@ class TaskSpec:
             raise TaskSpecError(
                 f"task {self.name!r} has no parameter(s) {unknown}; its parameters: {dict(self.parameters)}"
             )
+        params = {k: (float(v) if isinstance(self.parameters[k], float) and isinstance(v, int)
+                      and not isinstance(v, bool) else v) for k, v in params.items()}  # 10 and 10.0: one task
         merged = {**self.parameters, **params}
         options = {**self.adapter_options, **params}
         return replace(self, parameters=merged, adapter_options=options)
@@ -211,8 +213,8 @@ class TaskSpec:
         """
         if not metrics and not regions:
             return self
-        return replace(self, metrics=tuple(dict.fromkeys([*self.metrics, *metrics])),
-                       regions=tuple(dict.fromkeys([*self.regions, *regions])))
+        return replace(self, metrics=tuple(dict.fromkeys([*self.metrics, *sorted(metrics)])),
+                       regions=tuple(dict.fromkeys([*self.regions, *sorted(regions)])))
 
     def with_split(self, variant: str) -> TaskSpec:
         """The same task under a named split protocol variant (e.g. ``"icon"`` for IXI 25/5/10)."""

@@ -242,15 +242,15 @@ class CaseContext:
         from cmsbench.benchmark.metrics.fused import region_sums
 
         win = self.window if window == "task" else window
-        key = ("sums", win)
+        if window == "task":
+            rng = self.ssim_range if (self.want_ssim and self.ssim_range > 0) else None
+        else:
+            rng = ssim_range if ssim_range is not None else (win[1] - win[0])
+        keep_map = bool(self.cache.get("keep_map")) and window == "task"
+        key = ("sums", win, rng, keep_map)  # equal windows with other SSIM settings are other sums
         if key not in self.cache:
-            if window == "task":
-                rng = self.ssim_range if (self.want_ssim and self.ssim_range > 0) else None
-            else:
-                rng = ssim_range if ssim_range is not None else (win[1] - win[0])
             self.cache[key] = region_sums(self.target, self.prediction, self.region_masks, ssim_range=rng,
-                                          ssim_config=self.ssim_config, window=win,
-                                          keep_map=bool(self.cache.get("keep_map")) and window == "task",
+                                          ssim_config=self.ssim_config, window=win, keep_map=keep_map,
                                           device=self.device)
         return self.cache[key]
 

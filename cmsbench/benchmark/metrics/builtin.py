@@ -178,7 +178,7 @@ MSSSIM = Metric("msssim", "higher", "multi-scale SSIM", "masked MS-SSIM, 5 scale
                 Needs(data_range=True))
 LPIPS = Metric("lpips", "lower", "learned perceptual image patch similarity",
                "AlexNet LPIPS on whole axial slices mapped to [-1, 1] from the task's display range",
-               _lpips, Needs(data_range=True, mask=False, dims="2d", device=True))
+               _lpips, Needs(data_range=True, dims="2d", device=True))
 _suvmean, _suvmean_lesion = _suv("suvmean_pct_error")
 _suvmax, _suvmax_lesion = _suv("suvmax_pct_error")
 SUVMEAN_PCT_ERROR = Metric("suvmean_pct_error", None, "signed % error of SUVmean",

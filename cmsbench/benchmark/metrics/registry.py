@@ -55,8 +55,14 @@ def metric_source(name: str) -> str:
     return entry.distribution if entry else ""
 
 
+def is_registered(metric: str) -> bool:
+    """Whether a metric of that name is registered (its direction may still be None: not ranked)."""
+    return metric in METRICS.entries()
+
+
 def direction_of(metric: str, mode: str = "default") -> str | None:
-    """``"higher"`` / ``"lower"`` for a registered metric or a mode's own output; None when unknown."""
+    """``"higher"`` / ``"lower"`` for a registered metric or a mode's own output; None when unknown or when
+    the metric is not ranked (:func:`is_registered` tells the two apart)."""
     if metric in METRICS.entries():
         try:
             return get_metric(metric).direction
