@@ -142,3 +142,31 @@ def test_ldct_benchmark_equals_frozen_official_output(case):
     s = score_case(gt, pred, {}, LDCT, mode="ldct_benchmark", case_id=case["name"])
     assert set(s.values) == {"global"}
     _check_frozen(s.values["global"], s.nan_reasons, case["official"], LDCT_BENCHMARK["rtol"], case["name"])
+
+
+# brasyn: tests/official/frozen/brasyn.json (official ssim.py compute_metrics: SSIM in and outside the tumour)
+
+BRASYN = _frozen("brasyn")
+
+
+def test_brasyn_frozen_reference_names_its_source():
+    off = BRASYN["official"]
+    assert off["repository"] == "https://github.com/hongweilibran/BraSyn" and off["path"] == "ssim.py"
+    source = get_mode("brasyn").source
+    assert off["path"] in source and off["commit"] in source and "github.com/hongweilibran/BraSyn" in source
+    # the inputs exercise the dtypes and both sides of the strictly-positive lower bound
+    cases = BRASYN["cases"]
+    assert {c.get("dtype", "float32") for c in cases} >= {"float32", "float64", "int16"}
+    assert any(c.get("background_noise", 0) > 0 for c in cases) and any(c.get("fill") for c in cases)
+
+
+@pytest.mark.parametrize("case", BRASYN["cases"], ids=lambda c: c["name"])
+def test_brasyn_equals_frozen_official_output(case):
+    from cmsbench.tasks.builtin import BRATS_FLAIR
+
+    params = {k: v for k, v in case.items() if k not in ("name", "official", "shape", "seed")}
+    gt, pred, masks = _load_helper("_mr_phantoms").mr_case(tuple(case["shape"]), case["seed"], **params)
+    s = score_case(gt, pred, masks, BRATS_FLAIR, mode="brasyn", case_id=case["name"])
+    assert set(s.values) == set(case["official"])
+    for region, official in case["official"].items():
+        _check_frozen(s.values[region], s.nan_reasons, official, BRASYN["rtol"], f"{case['name']} {region}")
