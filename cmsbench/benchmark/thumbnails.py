@@ -340,30 +340,9 @@ def write(path: str | Path, inputs: Mapping[str, Any], target: np.ndarray, predi
         if len(data) <= MAX_BYTES or max_panel <= 32:
             break
         max_panel //= 2
-    return _write_bytes(Path(path), data)
+    from cmsbench.results.codec import write_bytes_atomic
 
-
-def _write_bytes(path: Path, data: bytes) -> Path:
-    """Write via a temporary file and rename (a reader never sees half a PNG)."""
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return write_bytes_atomic(path, data)
 
 
 def attach(entry: Any, *, case_id: str, case: Any, prediction: Any, task: Any, record_path: str | Path,

@@ -81,8 +81,8 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file, fsync and rename; returns the path written.
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename; returns the path written.
 
     A symlink is written through (its target is replaced, the link stays); a directory or a non-regular
     file (device, FIFO) at ``path`` is refused with a :class:`DataError` naming it.
@@ -99,8 +99,8 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
         raise DataError(f"cannot write {path}: a parent of it is not a directory ({exc})") from exc
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, _file_mode())
@@ -112,6 +112,11 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
             pass
         raise
     return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) atomically, as :func:`write_bytes_atomic`."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
