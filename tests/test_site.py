@@ -317,3 +317,16 @@ def test_perception_distortion_plot_when_lpips_is_present(tmp_path: Path) -> Non
     other = next(b for b in load_boards(res) if b.task == "other")
     page = (tmp_path / "site" / "tasks" / f"{other.slug}.html").read_text()
     assert 'id="perception-distortion"' in page and "--metric lpips" in page
+
+
+def test_task_page_shows_the_udpet_caveat(tmp_path: Path) -> None:
+    """A mode without official code says so where its numbers are shown (issue 13)."""
+    from cmsbench.leaderboard.aggregate import load_boards
+    from cmsbench.leaderboard.site import build_site
+    from cmsbench.testing.synthetic import demo_results
+
+    demo_results(tmp_path / "res", n_cases=6, task="ldpet", mode="udpet",
+                 convention={"evaluator": "UDPET / ULD-PET challenge", "mode": "udpet"})
+    index = build_site(load_boards(tmp_path / "res"), tmp_path / "site", images=False)
+    pages = "".join(p.read_text() for p in (index.parent / "tasks").glob("*.html"))
+    assert "not checked against official code" in pages

@@ -499,6 +499,9 @@ def brasyn(target, prediction, masks, task, metadata, case_id, device) -> ModeRe
     )
 
 
+#: No official evaluation code of the challenge has been found: the mode says so in every record.
+UDPET_SOURCE = "transcribed from the challenge description, not checked against official code (none found)"
+
 UDPET_VOIS = ("lesion", "liver", "heart", "kidneys", "kidney_left", "kidney_right")
 
 
@@ -529,6 +532,7 @@ def udpet(target, prediction, masks, task, metadata, case_id, device) -> ModeRes
         values,
         {
             "evaluator": "UDPET / ULD-PET challenge",
+            "source": UDPET_SOURCE,
             "nrmse": "RMSE / (max - min of gt), whole volume",
             "psnr": "20 log10(max(gt) / RMSE), whole volume",
             "ssim": "each image divided by its own max; "

@@ -55,8 +55,8 @@ BRATS_INPAINTING = Mode(
     directions=_directions("mse", "psnr", "ssim"))
 UDPET = Mode(
     "udpet", "UDPET / ULD-PET challenge (NRMSE, PSNR, SSIM, SUV errors)", compat.udpet,
-    source="transcribed from the challenge description (no official code found)",
-    verified="not checked against official code", directions=_directions("nrmse", "psnr", "ssim",
+    source=compat.UDPET_SOURCE,
+    verified="not checked against official code: no official code has been found", directions=_directions("nrmse", "psnr", "ssim",
                                                                          "suvmean_pct_error", "suvmax_pct_error"))
 LDCT_BENCHMARK = Mode(
     "ldct_benchmark", "ldct-benchmark compute_metric (per-slice DICOM-windowed PSNR/SSIM, clipped RMSE)",
