@@ -170,3 +170,25 @@ def test_brasyn_equals_frozen_official_output(case):
     assert set(s.values) == set(case["official"])
     for region, official in case["official"].items():
         _check_frozen(s.values[region], s.nan_reasons, official, BRASYN["rtol"], f"{case['name']} {region}")
+
+
+# synthrad2023: tests/official/frozen/synthrad2023.json (official ImageMetrics mae/psnr/ssim on float32 arrays)
+
+SYNTHRAD2023 = _frozen("synthrad2023")
+
+
+def test_synthrad2023_frozen_reference_names_its_source():
+    off = SYNTHRAD2023["official"]
+    assert off["repository"] == "https://github.com/SynthRAD2023/metrics"
+    assert off["path"] == "functions/image_metrics.py"
+    source = get_mode("synthrad2023").source
+    assert off["path"] in source and off["commit"] in source and "github.com/SynthRAD2023/metrics" in source
+
+
+@pytest.mark.parametrize("case", SYNTHRAD2023["cases"], ids=lambda c: c["name"])
+def test_synthrad2023_equals_frozen_official_output(case):
+    params = {k: v for k, v in case.items() if k not in ("name", "official", "shape", "seed")}
+    gt, pred, body = _phantoms().ct_case(tuple(case["shape"]), case["seed"], **params)
+    s = score_case(gt, pred, {"body": body}, MR_CT, mode="synthrad2023", case_id=case["name"])
+    assert set(s.values) == {"body"}
+    _check_frozen(s.values["body"], s.nan_reasons, case["official"], SYNTHRAD2023["rtol"], case["name"])

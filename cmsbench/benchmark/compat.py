@@ -3,11 +3,12 @@ reproduces one official evaluator as documented in ``metrics.md``, quirks includ
 SSIM flavour) and applies the evaluator's; what it does is recorded in the score's ``convention``.
 
 ``synthrad2023``
-    SynthRAD2023 (MRI->CT, CBCT->CT), HU, mask = ``body`` (binarised). MAE over mask voxels without
-    clipping. PSNR over mask voxels of both images clipped to [-1024, 3000], data range 4024. SSIM:
-    clip, set voxels outside the mask to -1024, shift by +1024, scikit-image default 3D SSIM map
-    (uniform 7^3, K1 0.01, K2 0.03, sample covariance) with data range 4024, mean over mask voxels
-    after cropping a 3-voxel border from map and mask. Region ``body``.
+    SynthRAD2023 ``functions/image_metrics.py`` (github.com/SynthRAD2023/metrics @ 3200007), MRI->CT and
+    CBCT->CT, HU, mask = ``body`` (binarised), all images cast to float32 first as the evaluator does.
+    MAE over mask voxels without clipping. PSNR over mask voxels of both images clipped to [-1024, 3000],
+    data range 4024. SSIM: clip, set voxels outside the mask to -1024, shift by +1024, scikit-image
+    default 3D SSIM map (uniform 7^3, K1 0.01, K2 0.03, sample covariance) with data range 4024 in
+    float32, mean over mask voxels after cropping a 3-voxel border from map and mask. Region ``body``.
 ``synthrad2025``
     SynthRAD2025 ``image_metrics.py`` (github.com/SynthRAD2025/evaluation @ 17cac47): MAE unclipped over
     the body mask, PSNR clipped to [-1024, 3071] with range 4095, masked MS-SSIM with the official
@@ -84,28 +85,70 @@ def _mask(masks: dict, name: str, mode: str, case_id: str, shape) -> np.ndarray:
 
 
 def synthrad2023(target, prediction, masks, task, metadata, case_id, device) -> ModeResult:
-    lo, hi = -1024.0, 3000.0
-    rng = hi - lo
+    """SynthRAD2023 ``ImageMetrics.score_patient`` (SynthRAD2023/metrics ``functions/image_metrics.py``
+    @ 3200007), re-implemented and checked against the official code (``tests/official``). Its quirks:
+
+    - Every image, the mask included, is cast to float32 first (the evaluator's SimpleITK cast); the mask
+      is then binarised (``> 0``).
+    - MAE: mean of ``|gt - pred|`` over the mask voxels, in HU, without clipping (float64 sums).
+    - PSNR: both images clipped to [-1024, 3000] in float32, mask voxels only, data range 4024; the
+      squared differences are float32 (scikit-image's ``mean_squared_error`` of float32 input), their mean
+      float64.
+    - SSIM: both images clipped to [-1024, 3000], voxels outside the mask set to -1024 (so the window sees
+      a flat background, not the prediction outside the body), shifted by +1024, then scikit-image's
+      default 3D SSIM map with data range 4024 computed in float32 (the evaluator's input dtype; a float64
+      map differs by up to about 1e-6 relative), and the mean (float64) over the mask voxels after
+      cropping a 3-voxel border from the map and the mask (as scikit-image crops its own mean). NaN when
+      no mask voxel is left after the crop. Computed on the CPU whatever the device (exact float32 order).
+    """
+    from scipy.ndimage import uniform_filter
+
+    source = "github.com/SynthRAD2023/metrics functions/image_metrics.py @ 3200007e7029282416445719f7aae27e3a87308d"
+    win = 7  # scikit-image's default uniform window; its radius (3) is the cropped border
+
+    def skimage_float32_ssim_map(x: np.ndarray, y: np.ndarray, data_range: float) -> np.ndarray:
+        # structural_similarity(x, y, data_range=..., full=True)'s map as scikit-image computes it for
+        # float32 volumes: uniform 7^3 window (scipy uniform_filter, each pass rounded to float32), sample
+        # covariance 343/342, K1 0.01, K2 0.03, every product in float32 in the library's order
+        n = win**x.ndim
+        cov_norm = n / (n - 1)
+        c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+        mx, my = uniform_filter(x, win), uniform_filter(y, win)
+        vx = cov_norm * (uniform_filter(x * x, win) - mx * mx)
+        vy = cov_norm * (uniform_filter(y * y, win) - my * my)
+        vxy = cov_norm * (uniform_filter(x * y, win) - mx * my)
+        num = (2 * mx * my + c1) * (2 * vxy + c2)
+        den = (mx**2 + my**2 + c1) * (vx + vy + c2)
+        return num / den
+
+    lo, hi = np.float32(-1024.0), np.float32(3000.0)  # the evaluator's fixed dynamic range (HU)
+    rng = 3000.0 - -1024.0
     mask = _mask(masks, "body", "synthrad2023", case_id, target.shape)
-    gt = np.asarray(target, dtype=np.float64)
-    pr = np.asarray(prediction, dtype=np.float64)
-    mae = pixel.mae(gt, pr, mask)
+    gt = np.asarray(target).astype(np.float32)
+    pr = np.asarray(prediction).astype(np.float32)
+    mae = pixel.mae(gt.astype(np.float64), pr.astype(np.float64), mask)
     gtc, prc = np.clip(gt, lo, hi), np.clip(pr, lo, hi)
-    psnr = pixel.psnr(gtc, prc, rng, mask)
+    d = gtc[mask] - prc[mask]
+    psnr = pixel.psnr_from_mse(float(np.mean(d * d, dtype=np.float64)) if d.size else float("nan"), rng)
     gts = np.where(mask, gtc, lo) - lo
     prs = np.where(mask, prc, lo) - lo
-    smap = ssim_map(gts, prs, rng, SKIMAGE_DEFAULT, device=device)  # NaN on the 3-voxel border
-    ssim = masked_mean(smap, mask)
+    smap = skimage_float32_ssim_map(gts, prs, rng)
+    r = (win - 1) // 2
+    inner = (slice(r, -r),) * smap.ndim
+    kept = smap[inner][mask[inner]]
+    ssim = float(kept.mean(dtype=np.float64)) if kept.size else float("nan")
     return ModeResult(
         {"body": {"mae": mae, "psnr": psnr, "ssim": ssim}},
         {
             "evaluator": "SynthRAD2023 ImageMetrics",
+            "source": source,
             "mask": "body (binarised)",
+            "precision": "images cast to float32 first, as the evaluator's SimpleITK cast does",
             "mae": "mean |gt - pred| over mask voxels, HU, no clipping",
-            "psnr": "both clipped to [-1024, 3000], mask voxels, data range 4024",
-            "ssim": "clip, -1024 outside mask, +1024, "
-            + SKIMAGE_DEFAULT.describe()
-            + ", data range 4024, mean over mask voxels after cropping 3 border voxels",
+            "psnr": "both clipped to [-1024, 3000], mask voxels, data range 4024, float32 squared differences",
+            "ssim": "clip, -1024 outside mask, +1024, scikit-image default 3D SSIM map in float32 (uniform 7^3, "
+            "K1 0.01, K2 0.03, sample covariance), data range 4024, mean over mask voxels after cropping "
+            "3 border voxels",
         },
     )
 

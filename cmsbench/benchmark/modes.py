@@ -27,8 +27,10 @@ def _directions(*names: str) -> dict[str, str]:
 DEFAULT = Mode("default", "the task's own conventions (data range, regions, SSIM flavour), stated in the record")
 SYNTHRAD2023 = Mode(
     "synthrad2023", "SynthRAD2023 evaluation (MAE, PSNR, SSIM in the body mask, HU)", compat.synthrad2023,
-    source="github.com/SynthRAD2023/metrics functions/image_metrics.py",
-    verified="equal to the official code on a phantom case (1.6e-7 relative)",
+    source="github.com/SynthRAD2023/metrics functions/image_metrics.py @ 3200007e7029282416445719f7aae27e3a87308d",
+    verified="equal to the official ImageMetrics mae/psnr/ssim run beside it as score_patient calls them "
+    "(tests/official) on 12 phantom MR-to-CT cases, 8x9x12 to 120x110x104 voxels, float32/int16/float64: max "
+    "relative difference MAE 0, PSNR 0, SSIM 0 (the earlier float64 SSIM map differed by up to 1.2e-6)",
     directions=_directions("mae", "psnr", "ssim"))
 SYNTHRAD2025 = Mode(
     "synthrad2025", "SynthRAD2025 evaluation (MAE, PSNR, MS-SSIM in the body mask, HU)", compat.synthrad2025,
