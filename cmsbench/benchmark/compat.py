@@ -101,7 +101,6 @@ def synthrad2023(target, prediction, masks, task, metadata, case_id, device) -> 
       cropping a 3-voxel border from the map and the mask (as scikit-image crops its own mean). NaN when
       no mask voxel is left after the crop. Computed on the CPU whatever the device (exact float32 order).
     """
-    from scipy.ndimage import uniform_filter
 
     source = "github.com/SynthRAD2023/metrics functions/image_metrics.py @ 3200007e7029282416445719f7aae27e3a87308d"
     win = 7  # scikit-image's default uniform window; its radius (3) is the cropped border
@@ -111,15 +110,7 @@ def synthrad2023(target, prediction, masks, task, metadata, case_id, device) -> 
         # float32 volumes: uniform 7^3 window (scipy uniform_filter, each pass rounded to float32), sample
         # covariance 343/342, K1 0.01, K2 0.03, every product in float32 in the library's order
         n = win**x.ndim
-        cov_norm = n / (n - 1)
-        c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-        mx, my = uniform_filter(x, win), uniform_filter(y, win)
-        vx = cov_norm * (uniform_filter(x * x, win) - mx * mx)
-        vy = cov_norm * (uniform_filter(y * y, win) - my * my)
-        vxy = cov_norm * (uniform_filter(x * y, win) - mx * my)
-        num = (2 * mx * my + c1) * (2 * vxy + c2)
-        den = (mx**2 + my**2 + c1) * (vx + vy + c2)
-        return num / den
+        return _skimage_ssim_map(x, y, win, n / (n - 1), (0.01 * data_range) ** 2, (0.03 * data_range) ** 2)
 
     lo, hi = np.float32(-1024.0), np.float32(3000.0)  # the evaluator's fixed dynamic range (HU)
     rng = 3000.0 - -1024.0
@@ -623,12 +614,25 @@ def _ldct_mse_slices(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.mean(d * d, axis=(0, 1), dtype=np.float64)
 
 
+def _skimage_ssim_map(x: np.ndarray, y: np.ndarray, size, cov_norm: float, c1: float, c2: float) -> np.ndarray:
+    """scikit-image's SSIM map (uniform window of ``size``, sample-covariance factor ``cov_norm``) with every
+    operation in scikit-image's order and in the inputs' dtype (float32 inputs stay float32 throughout)."""
+    from scipy.ndimage import uniform_filter
+
+    mx, my = uniform_filter(x, size), uniform_filter(y, size)
+    vx = cov_norm * (uniform_filter(x * x, size) - mx * mx)
+    vy = cov_norm * (uniform_filter(y * y, size) - my * my)
+    vxy = cov_norm * (uniform_filter(x * y, size) - mx * my)
+    num = (2 * mx * my + c1) * (2 * vxy + c2)
+    den = (mx**2 + my**2 + c1) * (vx + vy + c2)
+    return num / den
+
+
 def _ldct_ssim_slices(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-slice (last axis) SSIM as scikit-image's ``structural_similarity(t, p, data_range=1.0)`` computes
     it for float32 slices: uniform 7x7 window (scipy ``uniform_filter``, each pass rounded to float32),
     sample covariance 49/48, K1 0.01, K2 0.03, C = (K * 1.0)^2, every product in float32 in the same order,
     and the mean of the map after cropping 3 pixels from every side, accumulated in float64."""
-    from scipy.ndimage import uniform_filter
 
     size = (_LDCT_SSIM_WIN, _LDCT_SSIM_WIN, 1)  # a size-1 axis is skipped: 2D per slice
     n = _LDCT_SSIM_WIN**2
@@ -639,13 +643,7 @@ def _ldct_ssim_slices(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     for k0 in range(0, a.shape[2], _LDCT_SLAB):
         x = np.ascontiguousarray(a[..., k0 : k0 + _LDCT_SLAB])
         y = np.ascontiguousarray(b[..., k0 : k0 + _LDCT_SLAB])
-        mx, my = uniform_filter(x, size), uniform_filter(y, size)
-        vx = cov_norm * (uniform_filter(x * x, size) - mx * mx)
-        vy = cov_norm * (uniform_filter(y * y, size) - my * my)
-        vxy = cov_norm * (uniform_filter(x * y, size) - mx * my)
-        num = (2 * mx * my + c1) * (2 * vxy + c2)
-        den = (mx**2 + my**2 + c1) * (vx + vy + c2)
-        smap = num / den
+        smap = _skimage_ssim_map(x, y, size, cov_norm, c1, c2)
         out[k0 : k0 + x.shape[2]] = smap[r:-r, r:-r].mean(axis=(0, 1), dtype=np.float64)
     return out
 
