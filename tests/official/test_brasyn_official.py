@@ -19,12 +19,11 @@ import ast
 import importlib.util
 import math
 import os
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _standins import stand_ins
 
 from cmsbench.benchmark.scorer import score_case
 from cmsbench.tasks.builtin import BRATS_FLAIR
@@ -56,10 +55,9 @@ def load_official_ssim_py(path: Path):
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "real_path" for t in node.targets):
             break
         body.append(node)
-    if "SimpleITK" not in sys.modules and importlib.util.find_spec("SimpleITK") is None:
-        sys.modules["SimpleITK"] = types.ModuleType("SimpleITK")  # imported, unused by compute_metrics
     ns: dict = {"__name__": "brasyn_official_ssim"}
-    exec(compile(ast.Module(body=body, type_ignores=[]), str(path), "exec"), ns)  # noqa: S102
+    with stand_ins({"SimpleITK": {}}):  # imported, unused by compute_metrics
+        exec(compile(ast.Module(body=body, type_ignores=[]), str(path), "exec"), ns)  # noqa: S102
     return ns["compute_metrics"]
 
 

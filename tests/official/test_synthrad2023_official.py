@@ -13,12 +13,12 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import sys
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _standins import stand_ins
 
 from cmsbench.benchmark.scorer import score_case
 from cmsbench.tasks.builtin import MR_CT
@@ -46,25 +46,13 @@ def official():
     pytest.importorskip("skimage", reason="the official image_metrics.py needs scikit-image")
     # image_metrics.py imports SimpleITK and evalutils.io.SimpleITKLoader at module level; only
     # score_patient (file reading) uses them, so absent packages get empty stand-ins for the import only
-    added = {}
-    if importlib.util.find_spec("SimpleITK") is None:
-        added["SimpleITK"] = types.ModuleType("SimpleITK")
-    if importlib.util.find_spec("evalutils") is None:
-        io = types.ModuleType("evalutils.io")
-        io.SimpleITKLoader = None
-        pkg = types.ModuleType("evalutils")
-        pkg.io = io
-        added["evalutils"], added["evalutils.io"] = pkg, io
-    for name, mod in added.items():
-        sys.modules.setdefault(name, mod)
+    evalutils_io = types.SimpleNamespace(SimpleITKLoader=None)
     try:
-        mod = _load(path, "synthrad2023_official_image_metrics")
+        with stand_ins({"SimpleITK": {}, "evalutils": {"io": evalutils_io},
+                        "evalutils.io": {"SimpleITKLoader": None}}):
+            mod = _load(path, "synthrad2023_official_image_metrics")
     except Exception as exc:  # pragma: no cover - depends on the checkout
         pytest.skip(f"cannot import {path}: {exc!r}")
-    finally:
-        for name, stub in added.items():
-            if sys.modules.get(name) is stub:
-                del sys.modules[name]
     return mod.ImageMetrics()
 
 

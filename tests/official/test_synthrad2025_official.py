@@ -11,11 +11,10 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import sys
-import types
 from pathlib import Path
 
 import pytest
+from _standins import stand_ins
 
 from cmsbench.benchmark.scorer import score_case
 from cmsbench.tasks.builtin import MR_CT
@@ -41,17 +40,11 @@ def official():
     if not path.is_file():
         pytest.skip(f"{ENV}={root!r} has no image_metrics.py")
     pytest.importorskip("skimage", reason="the official image_metrics.py needs scikit-image")
-    added = None
-    if importlib.util.find_spec("SimpleITK") is None:
-        # image_metrics.py imports SimpleITK at module level but ImageMetrics never uses it
-        added = sys.modules.setdefault("SimpleITK", types.ModuleType("SimpleITK"))
-    try:
-        mod = _load(path, "synthrad2025_official_image_metrics")
+    try:  # image_metrics.py imports SimpleITK at module level but ImageMetrics never uses it
+        with stand_ins({"SimpleITK": {}}):
+            mod = _load(path, "synthrad2025_official_image_metrics")
     except Exception as exc:  # pragma: no cover - depends on the checkout
         pytest.skip(f"cannot import {path}: {exc!r}")
-    finally:
-        if added is not None and sys.modules.get("SimpleITK") is added:
-            del sys.modules["SimpleITK"]
     return mod.ImageMetrics()
 
 
