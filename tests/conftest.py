@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 
@@ -27,3 +29,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture()
+def brats_tiny(tmp_path: Path) -> Path:
+    """A tiny BraTS 2021 layout with 24 subjects (7 test cases)."""
+    from cmsbench.testing import layouts
+
+    root = tmp_path / "brats"
+    layouts.write_brats(root, n=24)
+    return root

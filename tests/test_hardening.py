@@ -16,7 +16,6 @@ from cmsbench.errors import MethodError
 from cmsbench.results import load, load_record
 from cmsbench.tasks.dataset import open_dataset
 from cmsbench.tasks.registry import get_task
-from cmsbench.testing import layouts
 
 METHODS = textwrap.dedent('''
     import os, sys, time
@@ -59,10 +58,8 @@ METHODS = textwrap.dedent('''
 
 
 @pytest.fixture()
-def brats(tmp_path: Path) -> Path:
-    root = tmp_path / "brats"
-    layouts.write_brats(root, n=24)
-    return root
+def brats(brats_tiny: Path) -> Path:
+    return brats_tiny
 
 
 @pytest.fixture()

@@ -11,14 +11,6 @@ import numpy as np
 import pytest
 
 from cmsbench.results import load
-from cmsbench.testing import layouts
-
-
-@pytest.fixture()
-def brats_tiny(tmp_path: Path) -> Path:
-    root = tmp_path / "brats"
-    layouts.write_brats(root, n=24)  # 7 test cases
-    return root
 
 PYPROJECT = textwrap.dedent('''
     [build-system]

@@ -16,7 +16,6 @@ import pytest
 
 from cmsbench.benchmark.runner import RunConfig, run
 from cmsbench.results import load_record
-from cmsbench.testing import layouts
 
 METHODS_PY = textwrap.dedent('''
     import os, time
@@ -57,13 +56,6 @@ METHODS_PY = textwrap.dedent('''
                 return out.with_data(out.data.astype(np.int16))
             return out
 ''')
-
-
-@pytest.fixture()
-def brats_tiny(tmp_path: Path) -> Path:
-    root = tmp_path / "brats"
-    layouts.write_brats(root, n=24)  # 7 test cases
-    return root
 
 
 @pytest.fixture()
