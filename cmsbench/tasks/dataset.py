@@ -13,7 +13,7 @@ from cmsbench.errors import CmsbenchError, DataError
 from cmsbench.paths import cache_home
 from cmsbench.tasks.adapters import CaseRef, Problem, get_adapter
 from cmsbench.tasks.io.cache import CaseCache, cache_key
-from cmsbench.tasks.normalise import normalise_case
+from cmsbench.tasks.normalise import case_divisors, normalise_case
 from cmsbench.tasks.spec import TaskSpec
 from cmsbench.tasks.splits import SPLIT_NAMES, Split, make_split
 from cmsbench.tasks.volume import Case
@@ -52,18 +52,40 @@ def case_digest(ref: CaseRef) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def load_raw_case(ref: CaseRef, task: TaskSpec, cache: CaseCache | None) -> Case:
-    """One case as the adapter reads it (physical units), through ``cache`` when given."""
+def _cached_raw_case(ref: CaseRef, task: TaskSpec, cache: CaseCache | None) -> tuple[Case, str | None]:
+    """One case as the adapter reads it and its cache key (None without a cache)."""
     adapter = get_adapter(task.adapter)
     if cache is None:
-        return adapter.load(ref, task)
+        return adapter.load(ref, task), None
     key = cache_key(adapter.name, adapter.version, [*task.inputs, task.target], dict(task.adapter_options),
                     _source_files(ref))
     case = cache.get(key)
     if case is None:
         case = adapter.load(ref, task)
         cache.put(key, case)
-    return case
+    return case, key
+
+
+def load_raw_case(ref: CaseRef, task: TaskSpec, cache: CaseCache | None) -> Case:
+    """One case as the adapter reads it (physical units), through ``cache`` when given."""
+    return _cached_raw_case(ref, task, cache)[0]
+
+
+def load_normalised_case(ref: CaseRef, task: TaskSpec, cache: CaseCache | None) -> Case:
+    """One case in task units; the divisors (medians over the normalisation region) are remembered in
+    the cache beside the case, so a cached case costs only the division."""
+    case, key = _cached_raw_case(ref, task, cache)
+    if task.normalisation.kind != "healthy_median" or cache is None or key is None:
+        return normalise_case(case, task)
+    note = "divisors_" + hashlib.sha256(json.dumps(
+        [task.normalisation.kind, task.normalisation.region], sort_keys=True).encode()).hexdigest()[:16]
+    stored = cache.get_note(key, note)
+    roles = [*case.inputs, *(["target"] if case.target is not None else [])]
+    if stored is None or sorted(stored) != sorted(roles) or not all(
+            isinstance(v, float) and v > 0 for v in stored.values()):
+        stored = case_divisors(case, task)
+        cache.put_note(key, note, stored)
+    return normalise_case(case, task, divisors=stored)
 
 
 @dataclass
@@ -91,8 +113,9 @@ class Dataset:
         """Read one case (through the cache), normalised by the task's policy unless ``normalise=False``."""
         if case_id not in self.refs:
             raise DataError(f"case {case_id!r} is not in the dataset at {self.root}")
-        case = load_raw_case(self.refs[case_id], self.task, self.cache)
-        return normalise_case(case, self.task) if normalise else case
+        if normalise:
+            return load_normalised_case(self.refs[case_id], self.task, self.cache)
+        return load_raw_case(self.refs[case_id], self.task, self.cache)
 
     def iter_cases(self, split: str, normalise: bool = True) -> Iterator[Case]:
         """Load the cases of a split one at a time."""
@@ -191,7 +214,7 @@ def check_dataset(task: TaskSpec, root: str | Path, *, load: bool = True, use_ca
             good.append(ref)
             continue
         try:
-            normalise_case(load_raw_case(ref, task, cache), task)
+            load_normalised_case(ref, task, cache)
             good.append(ref)
         except CmsbenchError as exc:
             problems.append(Problem(str(exc), subject=ref.case_id))

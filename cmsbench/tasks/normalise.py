@@ -38,20 +38,31 @@ def divisor_for(volume: Volume, region: np.ndarray, case_id: str) -> float:
     return median
 
 
-def normalise_case(case: Case, task: TaskSpec) -> Case:
-    """A new case with the task's normalisation applied (the original is not modified)."""
+def case_divisors(case: Case, task: TaskSpec) -> dict[str, float]:
+    """The divisor of every image of ``case`` (inputs by role, and ``"target"``) under the task's policy."""
+    policy = task.normalisation
+    if policy.kind == "none":
+        return {}
+    if policy.kind == "fixed_scale":
+        return {name: float(policy.scale) for name in [*case.inputs, "target"]}
+    region = healthy_region(case, policy.region)
+    divisors = {name: divisor_for(vol, region, case.case_id) for name, vol in case.inputs.items()}
+    if case.target is not None:
+        divisors["target"] = divisor_for(case.target, region, case.case_id)
+    return divisors
+
+
+def normalise_case(case: Case, task: TaskSpec, divisors: dict[str, float] | None = None) -> Case:
+    """A new case with the task's normalisation applied (the original is not modified).
+
+    ``divisors``: the case's divisors when already known (:func:`case_divisors`, e.g. from the case
+    cache); computed from the images otherwise.
+    """
     policy = task.normalisation
     if policy.kind == "none":
         return case
-    divisors: dict[str, float] = {}
-    if policy.kind == "fixed_scale":
-        divisors = {name: float(policy.scale) for name in [*case.inputs, "target"]}
-    else:
-        region = healthy_region(case, policy.region)
-        for name, vol in case.inputs.items():
-            divisors[name] = divisor_for(vol, region, case.case_id)
-        if case.target is not None:
-            divisors["target"] = divisor_for(case.target, region, case.case_id)
+    if divisors is None:
+        divisors = case_divisors(case, task)
     units = task.units
 
     def scaled(vol: Volume, key: str) -> Volume:

@@ -81,6 +81,27 @@ class CaseCache:
             shutil.rmtree(entry, ignore_errors=True)
             return None
 
+    def get_note(self, key: str, name: str) -> dict[str, Any] | None:
+        """A small JSON note stored beside the entry ``key`` (e.g. normalisation divisors), or None."""
+        try:
+            value = json.loads((self._entry(key) / f"note_{name}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def put_note(self, key: str, name: str, value: dict[str, Any]) -> None:
+        """Store a note beside the entry ``key`` (atomically; nothing when the entry is gone)."""
+        entry = self._entry(key)
+        if not entry.is_dir():
+            return
+        tmp = entry / f".note_{name}.{os.getpid()}.tmp"
+        try:
+            tmp.write_text(json.dumps(value))
+            os.replace(tmp, entry / f"note_{name}.json")
+        except OSError as exc:  # a read-only or full cache only costs the recomputation
+            log.debug("cannot store note %s for %s (%s)", name, entry, exc)
+            tmp.unlink(missing_ok=True)
+
     def put(self, key: str, case: Case) -> None:
         """Store ``case`` atomically (a concurrent writer of the same key is harmless)."""
         entry = self._entry(key)

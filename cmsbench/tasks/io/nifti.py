@@ -52,8 +52,8 @@ def read_nifti(
     if not path.is_file():
         raise DataError(f"{who}missing file {path}: check the dataset folder against the task's layout")
     try:
-        img, scaling = _load_image(path, nib)
-        data = np.asanyarray(img.dataobj)
+        img, scaling, raw = _load_image(path, nib)
+        data = _voxels(img, raw)
     except Exception as exc:  # bad gzip CRC/length (BadGzipFile), truncated data, nibabel's ImageFileError, ...
         raise DataError(
             f"{who}cannot read {path}: the file is corrupt or truncated, or not NIfTI "
@@ -66,9 +66,13 @@ def read_nifti(
     affine = _check_header(img, scaling, path, who)
     if labels is not None:
         data = _check_labels(data, labels, path, who)
+    stored_integers = np.issubdtype(data.dtype, np.integer)
     with np.errstate(over="ignore", invalid="ignore"):
         data = np.ascontiguousarray(data, dtype=dtype)  # values beyond float32 become inf: reported below
-    if labels is None and not np.issubdtype(data.dtype, np.integer):
+    if not data.flags.writeable:  # a view of the file's bytes (a volume that was already C-ordered)
+        data = data.copy()
+    # integers (unscaled) are finite in any float type; everything else is checked
+    if labels is None and not np.issubdtype(data.dtype, np.integer) and not stored_integers:
         finite = np.isfinite(data)
         if not finite.all():
             bad = int(data.size - np.count_nonzero(finite))
@@ -130,8 +134,25 @@ def _check_labels(data: np.ndarray, labels: Collection[int] | str, path: Path, w
     return data
 
 
+def _voxels(img, raw: bytes) -> np.ndarray:
+    """The voxel array of ``img`` parsed from ``raw``: an unscaled numeric volume is a view of the bytes
+    (nibabel's own reader would copy them once more); anything else goes through nibabel."""
+    from nibabel.arrayproxy import ArrayProxy
+
+    proxy = img.dataobj
+    if (isinstance(proxy, ArrayProxy) and proxy.slope == 1 and proxy.inter == 0
+            and proxy.dtype.kind in "iuf" and proxy.order == "F"):
+        count = int(np.prod(proxy.shape))
+        offset = int(proxy.offset)
+        if len(raw) < offset + count * proxy.dtype.itemsize:
+            raise ValueError(f"the voxel data is truncated: {len(raw) - offset} bytes for {count} voxels of "
+                             f"{proxy.dtype.itemsize} bytes")
+        return np.frombuffer(raw, dtype=proxy.dtype, count=count, offset=offset).reshape(proxy.shape, order="F")
+    return np.asanyarray(proxy)
+
+
 def _load_image(path: Path, nib):
-    """The NIfTI image of ``path`` and its header's raw ``(scl_slope, scl_inter)``.
+    """The NIfTI image of ``path``, its header's raw ``(scl_slope, scl_inter)`` and the file's bytes.
 
     The file is read whole: a ``.gz`` file is decompressed in one call (which checks the gzip CRC-32 and
     length, so altered or truncated bytes are refused, and runs without the GIL, so a background reader
@@ -150,7 +171,7 @@ def _load_image(path: Path, nib):
         cls, fields = nib.Nifti2Image, np.frombuffer(raw, dtype=f"{order}f8", count=2, offset=176)
     else:  # NIfTI-1: float32 at bytes 112/116
         cls, fields = nib.Nifti1Image, np.frombuffer(raw, dtype=f"{order}f4", count=2, offset=112)
-    return cls.from_bytes(raw), (float(fields[0]), float(fields[1]))
+    return cls.from_bytes(raw), (float(fields[0]), float(fields[1])), raw
 
 
 def nifti_bytes(data: np.ndarray, affine: np.ndarray, *, compress: bool = True) -> bytes:
