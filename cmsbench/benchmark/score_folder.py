@@ -135,7 +135,11 @@ def score_folder(task_name: str, predictions: Path, *, data_root: str | None = N
                                 affine=pred.affine, target_affine=case.target.affine)
         data = np.asarray(data, dtype=np.float32)
         if prediction_units == "dataset" and task.normalisation.kind != "none":
-            data = data / np.float32(case.metadata["normalisation"]["divisors"]["target"])
+            divisor = np.float32(case.metadata["normalisation"]["divisors"]["target"])
+            if data is pred.data and data.flags.writeable:  # our own fresh array: divide in place
+                data /= divisor
+            else:
+                data = data / divisor
         target = np.asarray(case.target.data)
         main = build_region(task.main_region, target, case.masks, case_id=cid)
         return case, target, data, _scale_warning(cid, target, data, main, prediction_units)

@@ -74,7 +74,8 @@ class CaseCache:
             inputs = {m: vol(f"in_{m}", info) for m, info in meta["inputs"].items()}
             target = vol("target", meta["target"]) if meta["target"] else None
             labels = vol("labels", meta["labels"]) if meta["labels"] else None
-            masks = {m: np.load(entry / f"mask_{m}.npy", mmap_mode="r") for m in meta["masks"]}
+            # copy-on-write: writable views (the fused metric kernels take writable masks) that never write back
+            masks = {m: np.load(entry / f"mask_{m}.npy", mmap_mode="c") for m in meta["masks"]}
             return Case(meta["case_id"], inputs, target, masks, labels, meta["metadata"])
         except (OSError, ValueError, KeyError) as exc:
             log.warning("dropping damaged cache entry %s (%s)", entry, exc)
