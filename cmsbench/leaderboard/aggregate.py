@@ -40,6 +40,59 @@ class Summary:
     ci_method: str = "studentized"
 
 
+@dataclass(frozen=True)
+class SetSummary:
+    """A set-level metric of one method in one region: the value the runner computed over the whole test set
+    with the metric's own interval (never recomputed here: there are no per-case values to resample).
+
+    With several seeds, ``value`` is the mean of the seeds' values and the interval spans the seeds'
+    intervals (lowest low, highest high); ``reason`` says why the value is missing (NaN) when it is.
+    """
+
+    region: str
+    metric: str
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    seeds: int
+    reason: str | None = None
+
+    @property
+    def defined(self) -> bool:
+        return not math.isnan(self.value)
+
+
+def set_summary(records: Sequence[RunRecord], region: str, metric: str) -> SetSummary:
+    """The :class:`SetSummary` of ``metric`` in ``region`` over the records (seeds) of one method."""
+    nan = float("nan")
+    scores = [rec.set_scores.get(region, {}).get(metric) for rec in records]
+    scores = [s for s in scores if s is not None]
+    values = [_as_float(s.value) for s in scores]
+    defined = [(v, s) for v, s in zip(values, scores, strict=True) if not math.isnan(v)]
+    if not defined:
+        reasons = list(dict.fromkeys(s.reason for s in scores if s.reason))
+        return SetSummary(region, metric, nan, nan, nan, max((s.n for s in scores), default=0), len(scores),
+                          "; ".join(reasons) or "not computed")
+    lows = [_as_float(s.ci_low) for _, s in defined]
+    highs = [_as_float(s.ci_high) for _, s in defined]
+    low = min((x for x in lows if not math.isnan(x)), default=nan)
+    high = max((x for x in highs if not math.isnan(x)), default=nan)
+    with np.errstate(invalid="ignore"):
+        value = float(np.mean([v for v, _ in defined]))
+    return SetSummary(region, metric, value, low, high, min(s.n for _, s in defined), len(defined))
+
+
+def record_set_metrics(record: RunRecord | dict[str, Any]) -> list[tuple[str, str]]:
+    """(region, metric) pairs of a record's set-level scores, in the task spec's order."""
+    record = as_record(record)
+    regions = record.task.spec.get("regions") or []
+    metrics = record.task.spec.get("metrics") or []
+    seen = [(r, m) for r, ms in record.set_scores.items() for m in ms]
+    return sorted(seen, key=lambda rm: (regions.index(rm[0]) if rm[0] in regions else 99,
+                                        metrics.index(rm[1]) if rm[1] in metrics else 99))
+
+
 def as_record(record: RunRecord | dict[str, Any]) -> RunRecord:
     """A typed record (dicts, e.g. read with ``json``, are validated)."""
     return record if isinstance(record, RunRecord) else record_from_dict(record)
@@ -381,6 +434,10 @@ class Entry:
         """case_id -> finite value, averaged over the seeds that scored the case."""
         return {cid: v for cid, v in self._table().get((region, metric), {}).items() if math.isfinite(v)}
 
+    def set_score(self, region: str, metric: str) -> SetSummary:
+        """A set-level metric over the test set (:class:`SetSummary`), combined over seeds."""
+        return set_summary([rec for _, rec in self.records], region, metric)
+
     def n_cases(self) -> int:
         return len({cid for _, rec in self.records for cid in rec.cases})
 
@@ -712,6 +769,26 @@ class Board:
             self._cache[(region, metric)] = compute_metric_board(self.entries, region, metric,
                                                                  directions=self.directions)
         return self._cache[(region, metric)]
+
+    def set_metrics(self) -> list[tuple[str, str]]:
+        """(region, metric) pairs of the set-level metrics the board's records hold (never per case, never in
+        paired tests or ranks)."""
+        seen: list[tuple[str, str]] = []
+        for e in self.entries:
+            for _, rec in e.records:
+                for rm in record_set_metrics(rec):
+                    if rm not in seen:
+                        seen.append(rm)
+        return seen
+
+    def set_order(self, region: str, metric: str) -> list[str]:
+        """Entry keys sorted by a set-level metric's value, best first (NaN last; entry order when the
+        direction is unknown). A point-estimate order only: no test says two values differ."""
+        higher = self.higher_is_better(metric)
+        values = {e.key: e.set_score(region, metric).value for e in self.entries}
+        if higher is None:
+            return list(values)
+        return sorted(values, key=lambda k: (math.isnan(values[k]), -values[k] if higher else values[k]))
 
     def entry(self, key: str) -> Entry:
         for e in self.entries:

@@ -2,9 +2,10 @@
 
 - ``index.html``: one matrix per data kind (real data and phantom data never share one), methods x tasks,
   each cell the task's main metric (mean ± CI half-width) and the method's rank, linked to the task page.
-- ``tasks/<board>.html``: the board's tables, its metric conventions in words (raw JSON behind a
-  disclosure), example cases (the runs' thumbnails, :mod:`cmsbench.benchmark.thumbnails`) side by side
-  across methods with one colour scale, and a case grid per method.
+- ``tasks/<board>.html``: the board's tables (set-level metrics in a table of their own), its metric
+  conventions in words (raw JSON behind a disclosure), the perception-distortion plots, example cases
+  (the runs' thumbnails, :mod:`cmsbench.benchmark.thumbnails`) side by side across methods with one
+  colour scale, and a case grid per method.
 - ``methods/<board>/<method>.html``: the method's card (summary, paper, differences from the paper,
   options, version), its cost (training time, predict time per case, NFE of diffusion samplers), its
   scores and pictures.
@@ -13,8 +14,10 @@
 
 Pages are rendered by jinja2 with autoescape on, so names, cards and options from a record are text,
 never markup. Links are relative; the site opens from a plain file system with no server and no network
-(no CDN: the sorting script and styles are inline). Figures are matplotlib PNGs (Agg, no pyplot state);
-thumbnails are copied from beside the records into the site, so the site folder stands alone.
+(no CDN: the sorting script and styles are inline). Box plots and case grids are matplotlib PNGs (Agg, no
+pyplot state); the perception-distortion plots are inline SVG (:mod:`.svgplot`); thumbnails are copied from
+beside the records into the site, so the site folder stands alone. Set-level metrics (FRD, ...) have their
+own table with their own interval, apart from the per-case statistics, tests and ranks.
 """
 
 from __future__ import annotations
@@ -37,16 +40,29 @@ from cmsbench.errors import CmsbenchError
 from cmsbench.leaderboard.aggregate import (
     ALPHA,
     CI_DESCRIPTION,
+    CI_LEVEL,
+    CI_METHOD,
     N_BOOT_RANKS,
     Board,
     Entry,
     MetricBoard,
+    SetSummary,
+    Summary,
     decimals_for,
     fmt,
     fmt_ci,
     higher_is_better,
+    record_set_metrics,
 )
-from cmsbench.leaderboard.tables import directions_text, escape_csv_text, metric_heading, to_csv
+from cmsbench.leaderboard.svgplot import Interval, Point, scatter_svg
+from cmsbench.leaderboard.tables import (
+    directions_text,
+    escape_csv_text,
+    fmt_set,
+    metric_heading,
+    set_decimals,
+    to_csv,
+)
 from cmsbench.results import RunRecord
 
 log = logging.getLogger(__name__)
@@ -234,36 +250,88 @@ def case_image_grid(record: RunRecord, path: Path, max_cases: int = 3) -> tuple[
     return path, notes
 
 
-def perception_distortion_plot(board: Board, path: Path) -> Path | None:
-    """PSNR (main region) against LPIPS, one point per method with both 95% CIs; None without LPIPS."""
+def _direction_words(board: Board, metric: str) -> str:
+    return {True: "↑ higher is better", False: "↓ lower is better", None: "(direction unknown)"}[
+        board.higher_is_better(metric)]
+
+
+def _interval(s: Summary | SetSummary) -> Interval:
+    if isinstance(s, SetSummary):
+        return Interval(s.value, s.ci_low, s.ci_high)
+    return Interval(s.mean, s.ci_low, s.ci_high)
+
+
+def _pd_axes(board: Board) -> tuple[str, str, str | None] | None:
+    """(distortion metric, its region, LPIPS metric) of the board's perception-distortion plot."""
     rms = board.regions_metrics()
-    lp_regions = [r for r, m in rms if m == "lpips"]
-    psnr_region = board.main_region if (board.main_region, "psnr") in rms else next(
-        (r for r, m in rms if m == "psnr"), None)
-    if not lp_regions or psnr_region is None:
+    metrics = board.metrics()
+    distortion = "psnr" if "psnr" in metrics else board.main_metric
+    region = board.main_region if (board.main_region, distortion) in rms else next(
+        (r for r, m in rms if m == distortion), None)
+    if region is None:
         return None
-    lp = board.metric(lp_regions[0], "lpips")
-    ps = board.metric(psnr_region, "psnr")
-    fig = _figure(5.0, 3.6)
-    ax = fig.add_subplot()
-    drawn = 0
-    for e in board.entries:
-        a, b = lp.stats[e.key], ps.stats[e.key]
-        if not (math.isfinite(a.mean) and math.isfinite(b.mean)):
+    lpips = "lpips" if "lpips" in metrics else next((m for m in metrics if m.startswith("lpips")), None)
+    return distortion, region, lpips
+
+
+def perception_distortion_plots(board: Board) -> list[dict[str, Any]]:
+    """Inline SVG plots of distortion (PSNR, else the main metric) against perception, one point per method
+    with both 95% intervals: LPIPS (per case, the leaderboard's CI) and FRD (set-level, its bootstrap
+    interval) when the records hold them. Each plot: ``{"id", "svg" (markup), "caption", "missing"}``."""
+    from markupsafe import Markup
+
+    axes = _pd_axes(board)
+    if axes is None:
+        return []
+    distortion, d_region, lpips = axes
+    dist = board.metric(d_region, distortion)
+    y_label = f"{distortion.upper()} ({d_region}) {_direction_words(board, distortion)} — distortion"
+    perception: list[tuple[str, str, str, dict[str, Summary | SetSummary]]] = []
+    if lpips is not None:
+        rms = board.regions_metrics()
+        lp_region = d_region if (d_region, lpips) in rms else next(r for r, m in rms if m == lpips)
+        mb = board.metric(lp_region, lpips)
+        perception.append((lpips, lp_region, f"mean over cases with its {CI_LEVEL:.0%} CI ({CI_METHOD})",
+                           dict(mb.stats)))
+    set_rms = board.set_metrics()
+    frd = next(((r, m) for r, m in set_rms if m == "frd" and r == d_region), None) or next(
+        ((r, m) for r, m in set_rms if m == "frd"), None)
+    if frd is not None:
+        perception.append((frd[1], frd[0], "set-level value over the test set with its bootstrap interval",
+                           {e.key: e.set_score(*frd) for e in board.entries}))
+    plots = []
+    for metric, region, how, stats in perception:
+        points, missing = [], []
+        for e in board.entries:
+            x, y = stats[e.key], dist.stats[e.key]
+            px, py = _interval(x), _interval(y)
+            if not (px.finite() and py.finite()):
+                missing.append(e.label)
+                continue
+            note = (f"{e.label}: {metric.upper()} {_fmt_interval(px)}, {distortion.upper()} {_fmt_interval(py)}"
+                    f" (n = {y.n})")
+            points.append(Point(e.key, e.label, px, py, note))
+        x_label = f"{metric.upper()} ({region}) {_direction_words(board, metric)} — perception"
+        svg = scatter_svg(points, x_label, y_label, css_class="pd-plot",
+                          data={"x-metric": metric, "x-region": region, "y-metric": distortion,
+                                "y-region": d_region})
+        if not svg:
             continue
-        xerr = [[a.mean - a.ci_low], [a.ci_high - a.mean]] if math.isfinite(a.ci_low) else None
-        yerr = [[b.mean - b.ci_low], [b.ci_high - b.mean]] if math.isfinite(b.ci_low) else None
-        ax.errorbar([a.mean], [b.mean], xerr=xerr, yerr=yerr, fmt="o", capsize=3)
-        ax.annotate(_short(e.label), (a.mean, b.mean), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        drawn += 1
-    if not drawn:
-        return None
-    ax.set_xlabel(f"LPIPS ({lp_regions[0]}) ↓ (perception)")
-    ax.set_ylabel(f"PSNR ({psnr_region}) ↑ (distortion)")
-    ax.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+        plots.append({
+            "id": f"pd-{_safe(metric)}",
+            "svg": Markup(svg),  # every text in it is escaped by scatter_svg
+            "caption": (f"One point per method: {distortion.upper()} in {d_region} (mean over cases, "
+                        f"{CI_LEVEL:.0%} CI) against {metric.upper()} in {region} ({how}); bars: the intervals."),
+            "missing": missing,
+        })
+    return plots
+
+
+def _fmt_interval(i: Interval) -> str:
+    d = 4 if abs(i.value) < 10 else 2
+    if math.isfinite(i.low) and math.isfinite(i.high):
+        return f"{fmt(i.value, d)} [{fmt(i.low, d)}, {fmt(i.high, d)}]"
+    return fmt(i.value, d)
 
 
 # --------------------------------------------------------------------------------------------- CSV
@@ -686,6 +754,55 @@ def _metric_table(board: Board, mb: MetricBoard, method_href: dict[str, str]) ->
     return t
 
 
+def set_level_table(board: Board, method_href: dict[str, str], keys: Sequence[str] | None = None,
+                    table_id: str = "set-level") -> Table | None:
+    """Set-level metrics (one value per run over the test set, with the metric's own interval): rows =
+    methods sorted by the first one's value, columns = (region, metric). Never tested pairwise, never
+    ranked, no group: the value is not a mean of per-case scores. None when the records hold none."""
+    rms = board.set_metrics()
+    if not rms:
+        return None
+    order = board.set_order(*rms[0])
+    if keys is not None:
+        order = [k for k in order if k in keys]
+    summaries = {(k, rm): board.entry(k).set_score(*rm) for k in order for rm in rms}
+    decimals = {rm: set_decimals([board.entry(k).set_score(*rm) for k in board.set_order(*rm)]) for rm in rms}
+    columns = [Col("method", "Method")]
+    header: list[Any] = ["method"]
+    for r, m in rms:
+        columns.append(Col(f"{_safe(r)}-{_safe(m)}", f"{metric_heading(m, r, board)} [95% interval]",
+                           "set-level: the value over the whole test set and its bootstrap interval over cases"))
+        columns.append(Col(f"{_safe(r)}-{_safe(m)}-n", "n", "cases the value was computed over"))
+        header += [f"{m} ({r}) {field}" for field in ("value", "ci_low", "ci_high", "n", "seeds", "reason")]
+    table = Table(table_id, columns, csv_header=header, csv_rows=[])
+    for k in order:
+        e = board.entry(k)
+        row = [Td(e.label, e.label.lower(), href=method_href.get(k))]
+        csv_row: list[Any] = [e.label]
+        for rm in rms:
+            s = summaries[(k, rm)]
+            title = s.reason if not s.defined else (
+                f"{s.seeds} seeds: mean of the values, interval spanning theirs" if s.seeds > 1 else None)
+            row += [Td(fmt_set(s, decimals[rm]), _num(s.value) if s.defined else None, title=title),
+                    Td(str(s.n), _num(s.n))]
+            csv_row += [s.value, s.ci_low, s.ci_high, s.n, s.seeds, s.reason]
+        table.rows.append(row)
+        table.csv_rows.append(csv_row)
+    return table
+
+
+def set_level_conventions(board: Board) -> list[tuple[str, str]]:
+    """(metric, how it is computed) of the board's set-level metrics, as their records state it."""
+    out: dict[str, str] = {}
+    for e in board.entries:
+        for _, rec in e.records:
+            for _, m in record_set_metrics(rec):
+                info = rec.scoring.metrics.get(m)
+                if m not in out and info is not None:
+                    out[m] = info.convention
+    return sorted(out.items())
+
+
 def _board_info(board: Board) -> dict[str, Any]:
     conv = board.convention
     mode_name = conv.get("mode", board.key.mode) if isinstance(conv, dict) else board.key.mode
@@ -701,7 +818,9 @@ def _board_info(board: Board) -> dict[str, Any]:
         "convention": json.dumps(conv, sort_keys=True) if conv is not None else "not recorded",
         "convention_json": json.dumps(conv, sort_keys=True, indent=2) if conv is not None else "not recorded",
         "conventions": convention_items(conv),
-        "directions": directions_text(board.metrics(), board),
+        "directions": directions_text(
+            board.metrics() + [m for m in dict.fromkeys(m for _, m in board.set_metrics()) if m not in board.metrics()],
+            board),
         "reason": board.reason,
         "main": board.main,
         "notes": board.notes,
@@ -772,13 +891,16 @@ def build_site(
         mb_main = board.metric(board.main_region, board.main_metric)
         box_main = box_plot_methods(board, mb_main, img_dir / "box_main.png")
         try:
-            pd_plot = perception_distortion_plot(board, img_dir / "perception_distortion.png")
+            pd_plots = perception_distortion_plots(board)
         except Exception as exc:  # noqa: BLE001 - a figure never breaks the site
             log.warning("perception-distortion plot of %s not drawn: %s", board.slug, exc)
-            pd_plot = None
+            pd_plots = []
         folder = board.slug
         overview = _save_csv(_overview_table(board, method_href), out, folder, "../")
         comparisons = _save_csv(_comparison_table(board), out, folder, "../")
+        set_table = set_level_table(board, method_href)
+        if set_table is not None:
+            _save_csv(set_table, out, folder, "../")
         metric_tables = [
             {"heading": metric_heading(m, r, board),
              "table": _save_csv(_metric_table(board, board.metric(r, m), method_href), out, folder, "../")}
@@ -806,7 +928,9 @@ def build_site(
                 metric_tables=metric_tables,
                 others=others,
                 box_main=f"../img/{board.slug}/{box_main.name}",
-                pd_plot=f"../img/{board.slug}/{pd_plot.name}" if pd_plot else None,
+                pd_plots=pd_plots,
+                set_table=set_table,
+                set_conventions=set_level_conventions(board),
                 thumbs=views,
                 thumb_notes=thumb_notes,
                 statistics_csv=f"../csv/{folder}/statistics.csv",
@@ -957,6 +1081,9 @@ def _method_page(
         cases.rows.append(row)
     folder = f"{board.slug}/{e.key}"
     _save_csv(summary, out, folder, "../../")
+    set_table = set_level_table(board, {}, keys=[e.key])
+    if set_table is not None:
+        _save_csv(set_table, out, folder, "../../")
     _save_csv(cases, out, folder, "../../")
 
     grid, notes = None, []
@@ -997,6 +1124,7 @@ def _method_page(
             entry=entry_info,
             board_href=f"../../tasks/{board.slug}.html",
             summary=summary,
+            set_table=set_table,
             boxplots=boxplots,
             grid=grid,
             image_notes=notes,

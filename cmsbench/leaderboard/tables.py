@@ -20,7 +20,9 @@ from cmsbench.leaderboard.aggregate import (
     ALPHA,
     CI_DESCRIPTION,
     Board,
+    SetSummary,
     decimals_for,
+    fmt,
     fmt_ci,
     higher_is_better,
 )
@@ -133,16 +135,20 @@ def publication_table(
     available = [m for r, m in board.regions_metrics() if r == region]
     if not available:
         raise UnknownNameError(f"region {region!r} has no scores on {board.title()}; regions: {board.regions()}")
+    set_available = [m for r, m in board.set_metrics() if r == region]
+    main = board.main_metric if board.main_metric in available else available[0]
     if metrics:
-        unknown = [m for m in metrics if m not in available]
+        unknown = [m for m in metrics if m not in available and m not in set_available]
         if unknown:
             raise UnknownNameError(
-                f"metric(s) {unknown} not scored in region {region!r} on {board.title()}; metrics: {available}"
+                f"metric(s) {unknown} not scored in region {region!r} on {board.title()}; metrics: "
+                f"{available + set_available}"
             )
-        chosen = list(metrics)
+        chosen = [m for m in metrics if m in available] or [main]  # rows are ordered by a per-case metric
+        chosen_set = [m for m in metrics if m in set_available and m not in available]
     else:
-        main = board.main_metric if board.main_metric in available else available[0]
         chosen = [main] + [m for m in available if m != main]
+        chosen_set = list(set_available)
     mbs = [board.metric(region, m) for m in chosen]
     lead = mbs[0]
     decimals = [decimals_for(mb.stats.values()) for mb in mbs]
@@ -150,6 +156,8 @@ def publication_table(
     has_ranks = bool(lead.ranks)
     if has_ranks:
         header.append(f"Mean rank ({chosen[0].upper()})")
+    header += [f"{metric_heading(m, region, board)} [set]" for m in chosen_set]
+    set_digits = {m: set_decimals([e.set_score(region, m) for e in board.entries]) for m in chosen_set}
     rows = []
     for key in lead.order:
         entry = board.entry(key)
@@ -166,6 +174,8 @@ def publication_table(
         if has_ranks:
             r = lead.ranks[key]
             cells.append(Cell(f"{r.mean_rank:.2f} [{r.rta_low:g}, {r.rta_high:g}]"))
+        for m in chosen_set:
+            cells.append(Cell(fmt_set(entry.set_score(region, m), set_digits[m])))
         label = entry.label + (f" ({len(entry.seeds)} seeds)" if len(entry.seeds) > 1 else "")
         rows.append((label, cells))
     n_cases = sorted({mb.stats[k].n for mb in mbs for k in mb.stats})
@@ -179,9 +189,34 @@ def publication_table(
         f"Task {board.task} v{board.key.task_version}, parameters {board.key.parameters}, {board.key.data_kind} data, "
         f"test split hash {board.key.split_hash}; scoring mode {board.key.mode}; convention: {_conventions_text(board)}.",
     ]
+    if chosen_set:
+        footnote.append(
+            f"[set]: {', '.join(m.upper() for m in chosen_set)} computed once over the whole test set (prediction set "
+            "against target set), value [95% interval] with the metric's own bootstrap over cases (several seeds: "
+            "mean of the values, interval spanning theirs); not a mean of per-case scores, so never in the paired "
+            f"tests, groups or ranks; {directions_text(chosen_set, board)}.")
     if board.reason:
         footnote.append(f"Note: {board.reason}.")
     return PubTable(board, board.title(), header, rows, footnote)
+
+
+def fmt_set(s: SetSummary, decimals: int) -> str:
+    """A set-level value as every table shows it: ``value [low, high]``, ``n/a`` when undefined."""
+    if not s.defined:
+        return "n/a"
+    if math.isnan(s.ci_low) or math.isnan(s.ci_high):
+        return fmt(s.value, decimals)
+    return f"{fmt(s.value, decimals)} [{fmt(s.ci_low, decimals)}, {fmt(s.ci_high, decimals)}]"
+
+
+def set_decimals(summaries: Sequence[SetSummary]) -> int:
+    """Decimals for set-level values: two significant digits of the narrowest half-interval."""
+    widths = [(s.ci_high - s.ci_low) / 2 for s in summaries
+              if math.isfinite(s.ci_low) and math.isfinite(s.ci_high) and s.ci_high > s.ci_low]
+    if widths:
+        return int(min(6, max(0, 1 - math.floor(math.log10(min(widths))))))
+    values = [abs(s.value) for s in summaries if math.isfinite(s.value) and s.value != 0]
+    return 4 if not values else int(min(6, max(0, 3 - math.floor(math.log10(min(values))))))
 
 
 def _cell_text_plain(cell: Cell) -> str:
@@ -274,6 +309,7 @@ CSV_COLUMNS = [
     "group",
     "predict_s_per_case",
     "fit_s",
+    "level",
 ]
 
 
@@ -330,8 +366,30 @@ def to_csv(boards: Sequence[Board], region: str | None = None, metrics: Sequence
                         mb.groups.get(key, ""),
                         _num(e.predict_s_per_case()),
                         _num(e.fit_s()),
+                        "case",
                     ]
                 )
+        for r, m in board.set_metrics():
+            if (region and r != region) or (metrics and m not in metrics):
+                continue
+            for key in board.set_order(r, m):
+                e = board.entry(key)
+                s = e.set_score(r, m)
+                row = dict.fromkeys(CSV_COLUMNS, "")
+                row.update({
+                    "task": escape_csv_text(board.task), "task_version": escape_csv_text(board.key.task_version),
+                    "data_kind": board.key.data_kind, "split_hash": escape_csv_text(board.key.split_hash),
+                    "mode": escape_csv_text(board.key.mode), "table": board.slug,
+                    "shown_apart_because": escape_csv_text(board.reason or ""), "method": escape_csv_text(e.name),
+                    "method_version": escape_csv_text(e.version),
+                    "options": escape_csv_text(json.dumps(e.options, sort_keys=True)),
+                    "seeds": escape_csv_text(" ".join(map(str, e.seeds))), "region": r, "metric": m,
+                    "higher_is_better": board.higher_is_better(m), "n": _num(s.n), "mean": _num(s.value),
+                    "ci_low": _num(s.ci_low), "ci_high": _num(s.ci_high),
+                    "ci_method": "set-level: the metric's own interval over the test set",
+                    "predict_s_per_case": _num(e.predict_s_per_case()), "fit_s": _num(e.fit_s()), "level": "set",
+                })
+                writer.writerow([row[c] for c in CSV_COLUMNS])
     return buf.getvalue()
 
 
