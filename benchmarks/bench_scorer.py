@@ -133,3 +133,141 @@ def test_ratio_to_skimage(benchmark, case):
     assert score.values["global"]["psnr"] is not None
     assert abs(ours_valid - sk) / abs(sk) < 1e-5
     assert ratio <= MAX_RATIO, f"suite/skimage = {ratio:.3f} > {MAX_RATIO}"
+
+
+# ------------------------------------------------------------------------------------------- LPIPS
+# LPIPS (AlexNet, axial) of the same 240 x 240 x 155 case, against the default suite above as the named
+# reference, timed interleaved in this process (wall and CPU medians). Two regions: ``global`` (every
+# one of the 155 whole 240 x 240 slices) and ``brain`` (the slices of the brain's bounding box, here
+# 200 x 180 x 130). Issue target: under 2 s per case for AlexNet axial on 2 CPU cores. Needs the
+# weights (``cmsbench weights install lpips``); skipped without them.
+def _lpips_or_skip():
+    from cmsbench.benchmark.metrics import lpips_weights
+
+    try:
+        lpips_weights.load_weights("alex")
+    except lpips_weights.WeightsMissing as exc:
+        pytest.skip(str(exc))
+
+
+def run_lpips(case, region: str):
+    from cmsbench.benchmark.metrics.lpips import lpips_volume
+
+    gt, pr, masks, task = case
+    lo = float(gt.min())
+    return lpips_volume(gt, pr, (lo, lo + task.data_range.value), mask=None if region == "global" else masks[region])
+
+
+@pytest.mark.parametrize("region", ["brain", "global"])
+def test_lpips_alexnet_axial(benchmark, case, region):
+    _lpips_or_skip()
+    value = benchmark.pedantic(run_lpips, args=(case, region), rounds=3, warmup_rounds=1)
+    assert 0 < value < 1
+
+
+def test_lpips_ratio_to_suite(benchmark, case):
+    """LPIPS seconds per case and its ratio to the default suite, both timed here (no assertion on time)."""
+    import statistics
+    import time
+
+    import torch
+
+    _lpips_or_skip()
+    run_lpips(case, "brain")
+    run_suite(case)
+    times = {"suite": [], "brain": [], "global": []}
+    cpu = {k: [] for k in times}
+    for _ in range(3):
+        for name, fn in (("suite", lambda: run_suite(case)), ("brain", lambda: run_lpips(case, "brain")),
+                         ("global", lambda: run_lpips(case, "global"))):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    info = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    for k in ("brain", "global"):
+        info.update({f"lpips_{k}_s": med[k], f"lpips_{k}_cpu_s": med_cpu[k], f"lpips_{k}_over_suite": med[k] / med["suite"],
+                     f"lpips_{k}_cpu_over_suite": med_cpu[k] / med_cpu["suite"]})
+    info.update({"suite_s": med["suite"], "suite_cpu_s": med_cpu["suite"]})
+    benchmark.extra_info.update(info)
+    print(f"\nLPIPS AlexNet axial: brain box {med['brain']:.2f} s ({med['brain'] / med['suite']:.1f} x the suite), "
+          f"global {med['global']:.2f} s ({med['global'] / med['suite']:.1f} x); suite {med['suite']:.2f} s; "
+          f"CPU time {med_cpu['brain']:.2f} / {med_cpu['global']:.2f} / {med_cpu['suite']:.2f} s; "
+          f"{torch.get_num_threads()} torch threads")
+    benchmark.pedantic(lambda: None, rounds=1)
+
+
+# --------------------------------------------------------------------------------------------- FRD
+# FRD (and the radiomic KID, which shares its features) on the same 240 x 240 x 155 case, in ``brain``
+# (an ellipsoid of 200 x 180 x 130 voxels): the per-case cost is the frd-score v1 radiomic features of the
+# prediction and the target (13 filtered images, 5 feature classes, 2 mm resampling; in-process feature
+# cache cleared each time), the per-set cost the aggregation with its 1,000-resample bootstrap over 20
+# cases. Named reference: the default suite above on the same case, timed interleaved in this process.
+# FRD per 20-case test set = 20 x the per-case features + the aggregation. Needs ``cmsbench[frd]``.
+def _frd_or_skip():
+    from cmsbench.benchmark.metrics import frd
+
+    reason = frd.unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+def run_frd_features(case, region: str = "brain"):
+    from cmsbench.benchmark.metrics import frd
+
+    gt, pr, masks, _ = case
+    frd._CACHE.clear()
+    t, p = frd.target_scaled(gt, pr, masks[region])
+    return np.stack([frd.radiomic_features(p, masks[region]), frd.radiomic_features(t, masks[region])])
+
+
+def _twenty_cases(features: np.ndarray) -> list[np.ndarray]:
+    """20 cases' features with the measured case's shape (the aggregation's cost depends on shapes only)."""
+    rng = np.random.default_rng(0)
+    return [features * (1 + 0.05 * rng.standard_normal(features.shape)) for _ in range(20)]
+
+
+def test_frd_features_per_case(benchmark, case):
+    _frd_or_skip()
+    features = benchmark.pedantic(run_frd_features, args=(case,), rounds=2, warmup_rounds=1)
+    assert features.shape == (2, 1014) and np.isfinite(features).all()
+
+
+def test_frd_per_test_set_against_suite(benchmark, case):
+    """Per-case features, 20-case aggregation (FRD and KID) and the suite, timed here; no assertion on time."""
+    import statistics
+    import time
+
+    from cmsbench.benchmark.metrics import frd, kid
+
+    _frd_or_skip()
+    features = run_frd_features(case)
+    run_suite(case)
+    times = {"suite": [], "features": [], "frd_set": [], "kid_set": []}
+    cpu = {k: [] for k in times}
+    sets = _twenty_cases(features)
+    for _ in range(2):
+        for name, fn in (("suite", lambda: run_suite(case)), ("features", lambda: run_frd_features(case)),
+                         ("frd_set", lambda: frd.aggregate_frd(sets, 0)), ("kid_set", lambda: kid.aggregate_kid(sets, 0))):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    per_set = 20 * med["features"] + med["frd_set"] + med["kid_set"]
+    per_set_cpu = 20 * med_cpu["features"] + med_cpu["frd_set"] + med_cpu["kid_set"]
+    benchmark.extra_info.update({
+        **{f"{k}_s": v for k, v in med.items()}, **{f"{k}_cpu_s": v for k, v in med_cpu.items()},
+        "frd_kid_per_20_case_set_s": per_set, "frd_kid_per_20_case_set_cpu_s": per_set_cpu,
+        "features_over_suite": med["features"] / med["suite"],
+        "features_cpu_over_suite": med_cpu["features"] / med_cpu["suite"], "cpu_count": os.cpu_count(),
+    })
+    print(f"\nFRD features per case (brain, prediction + target) {med['features']:.1f} s "
+          f"({med['features'] / med['suite']:.0f} x the suite's {med['suite']:.2f} s; CPU {med_cpu['features']:.1f} s); "
+          f"20-case aggregation FRD {med['frd_set']:.2f} s, KID {med['kid_set']:.2f} s; "
+          f"FRD + KID per 20-case test set {per_set:.0f} s (CPU {per_set_cpu:.0f} s)")
+    benchmark.pedantic(lambda: None, rounds=1)
+    assert np.isfinite(frd.aggregate_frd(sets, 0).value)

@@ -150,8 +150,10 @@ def test_equals_the_lpips_wheel_code_on_examples_and_random_inputs(
         pytest.skip("the lpips wheel is not installed: pip install --no-deps lpips==0.1.4 (CI does)")
     import torch
 
-    from cmsbench.benchmark.metrics.lpips_weights import load_weights
+    from cmsbench.benchmark.metrics.lpips_weights import load_weights, read_manifest
 
+    for net in ("alex", "vgg"):  # the install compared the wheel's linear layers with the sdist's
+        assert read_manifest()[net]["linear_layers"].startswith("equal to the lpips wheel's"), read_manifest()
     _stub_torchvision(monkeypatch, {n: load_weights(n) for n in ("alex", "vgg")})
     def forget_lpips() -> None:  # lpips modules imported here hold the stub: never leave them behind
         for mod in [m for m in sys.modules if m == "lpips" or m.startswith("lpips.")]:
