@@ -160,12 +160,16 @@ def test_frd_interval_is_reproducible_for_a_seed(phantom, set_values) -> None:
     assert short[0] == short[1] and short[0] != short[2]  # the seed decides the resamples
 
 
-def test_cropping_to_the_region_gives_the_whole_grid_features(phantom) -> None:
+def test_cropping_to_the_region_gives_the_whole_grid_features(phantom, monkeypatch: pytest.MonkeyPatch) -> None:
     cases, _, _ = phantom
     target, masks = cases[0]
     lesion = masks["lesion"]
     scaled, _ = frd.target_scaled(target, target, lesion)
     cropped = frd.radiomic_features(scaled, lesion, crop=True)
+    frd._CACHE.clear()  # the second time from the disk cache, without pyradiomics
+    with monkeypatch.context() as m:
+        m.setattr(frd._extractor(), "execute", lambda *a: pytest.fail("extracted again despite the cache"))
+        np.testing.assert_array_equal(frd.radiomic_features(scaled, lesion, crop=True), cropped)
     whole = frd.radiomic_features(scaled, lesion, crop=False)
     box = frd.crop_box(lesion, frd.extractor_settings(), (1.0, 1.0, 1.0))
     assert np.prod([s.stop - s.start for s in box]) < 0.75 * lesion.size  # the crop is smaller than the grid

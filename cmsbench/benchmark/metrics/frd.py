@@ -30,6 +30,9 @@ The interval is a percentile bootstrap over cases (paired: a resample draws case
 and target of each), :data:`N_BOOT` resamples from ``default_rng(seed)``; each resample is z-scored with
 its own reference statistics, as the metric is defined.
 
+Feature vectors are cached in memory and under ``$CMSBENCH_HOME/radiomics/`` by the digest of the image,
+mask, geometry, extractor configuration and versions: a case's target is extracted once for all methods.
+
 The voxel grid is taken as 1 mm isotropic (metrics see arrays, not affines) unless the case context
 carries a ``spacing``. The features need the optional extra ``cmsbench[frd]`` (``pyradiomics-bhklab``,
 ``frd-score``); without it the set-level value is NaN with the reason and the install command.
@@ -40,9 +43,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -175,13 +180,14 @@ def feature_vector(output: dict[str, Any]) -> tuple[list[str], np.ndarray]:
 
 
 def radiomic_features(image: np.ndarray, mask: np.ndarray, *, spacing: Sequence[float] = (1.0, 1.0, 1.0),
-                      crop: bool = True, extractor: Any = None) -> np.ndarray:
+                      crop: bool = True, extractor: Any = None, cache: bool = True) -> np.ndarray:
     """frd-score v1 3D features of ``image`` (already in the intensity scale to use) inside ``mask``.
 
     ``crop``: extract inside the mask's bounding box plus a margin (equal features, less work).
     ``extractor``: a pyradiomics extractor to use instead of frd-score's v1 3D one (tests, ablations).
-    Results of the default extractor are kept in a small in-process cache keyed by the image, mask and
-    spacing digest, so a target scored for several methods in one process is extracted once.
+    Results of the default extractor are cached (memory and ``$CMSBENCH_HOME/radiomics``) under the digest
+    of the image, mask, spacing, extractor configuration and versions, so a case's target is extracted
+    once for every method scored on it (``cache=False``: extract anyway, store nothing).
     """
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 3:
@@ -196,30 +202,84 @@ def radiomic_features(image: np.ndarray, mask: np.ndarray, *, spacing: Sequence[
         origin = tuple(s.start * sp for s, sp in zip(box, spacing, strict=True))
         image, mask = image[box], mask[box]
     image = np.asarray(image, dtype=np.float32)
-    key = _digest(image, mask, spacing, origin) if extractor is None else None
-    if key is not None and key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key].copy()
+    key = _digest(image, mask, spacing, origin) if extractor is None and cache else None
+    cached = _cached(key)
+    if cached is not None:
+        return cached
     values = feature_vector(ex.execute(_sitk(image, spacing, origin), _sitk(mask.astype(np.uint8), spacing, origin)))[1]
     if key is not None:
-        _CACHE[key] = values
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        _store(key, values)
     return values.copy()
 
 
-#: Feature vectors kept in memory (about 8 KB each).
+#: Feature vectors kept in memory (about 8 KB each); every vector is also kept on disk under
+#: ``$CMSBENCH_HOME/radiomics/`` (the target of a case is extracted once for every method and run).
 CACHE_SIZE = 512
 _CACHE: OrderedDict[str, np.ndarray] = OrderedDict()
 
 
+@lru_cache(maxsize=1)
+def _fingerprint() -> str:
+    """What the features depend on besides the image: the extractor's configuration and the versions."""
+    import json
+
+    import frd_score
+    import radiomics
+
+    ex = _extractor()
+    config = {"settings": ex.settings, "image_types": ex.enabledImagetypes, "features": ex.enabledFeatures,
+              "pyradiomics": radiomics.__version__, "frd_score": frd_score.__version__, "format": 1}
+    return json.dumps(config, sort_keys=True, default=str)
+
+
 def _digest(image: np.ndarray, mask: np.ndarray, spacing: Sequence[float], origin: Sequence[float]) -> str:
-    h = hashlib.sha256()
+    h = hashlib.sha256(_fingerprint().encode())
     for part in (np.ascontiguousarray(image), np.ascontiguousarray(mask)):
-        h.update(str(part.shape).encode())
+        h.update(str((part.dtype.str, part.shape)).encode())
         h.update(part.tobytes())
     h.update(repr((tuple(spacing), tuple(origin))).encode())
     return h.hexdigest()
+
+
+def _cache_file(key: str) -> Path:
+    from cmsbench.paths import cache_home
+
+    return cache_home() / "radiomics" / key[:2] / f"{key}.npy"
+
+
+def _cached(key: str | None) -> np.ndarray | None:
+    if key is None:
+        return None
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key].copy()
+    path = _cache_file(key)
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):  # not cached yet, or a damaged file: extracted again
+        return None
+    if values.dtype != np.float64 or values.ndim != 1:
+        return None
+    _remember(key, values)
+    return values.copy()
+
+
+def _remember(key: str, values: np.ndarray) -> None:
+    _CACHE[key] = values
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+
+
+def _store(key: str, values: np.ndarray) -> None:
+    _remember(key, values)
+    path = _cache_file(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, values, allow_pickle=False)
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache: the features are simply not kept
+        pass
 
 
 def target_scaled(target: np.ndarray, prediction: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
