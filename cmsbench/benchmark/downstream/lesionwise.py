@@ -152,8 +152,11 @@ def lesionwise_region(gt: np.ndarray, pred: np.ndarray, spacing: Spacing | None 
     if box is None:
         return RegionScore(region, 1.0, 0.0, legacy_dice, legacy_hd95, 0, 0, 0)
     g, p = gt[box], pred[box]
-    merged_ids, _ = ndimage.label(_dilate(g, dil), structure=_CC)
-    merged = np.where(g, merged_ids, 0)
+    merged = np.zeros(g.shape, np.int32)
+    gbox = bounding_box(g, pad=dil + 1)
+    if gbox is not None:  # the merge needs only the ground truth's neighbourhood
+        merged_ids, _ = ndimage.label(_dilate(g[gbox], dil), structure=_CC)
+        merged[gbox] = np.where(g[gbox], merged_ids, 0)
     pred_cc, n_pred = ndimage.label(p, structure=_CC)
     pred_boxes = ndimage.find_objects(pred_cc)
 
