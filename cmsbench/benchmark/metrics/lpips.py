@@ -18,12 +18,9 @@ metric records NaN with the install command).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 #: plane -> the array axis the slices are taken along
 PLANES = {"axial": 2, "coronal": 1, "sagittal": 0}
@@ -33,7 +30,7 @@ MIN_CROP = 64
 _CPU_CHUNK_PIXELS = 16 * 240 * 240
 _GPU_CHUNK_PIXELS = 256 * 240 * 240
 
-_NETS: dict[tuple, object] = {}
+_NETS: dict[tuple[str, str], tuple[object, object]] = {}  # (net, device) -> (its weights, the module)
 
 
 def get_network(net: str = "alex", device: str = "cpu"):
@@ -41,13 +38,12 @@ def get_network(net: str = "alex", device: str = "cpu"):
     from cmsbench.benchmark.metrics.lpips_net import LPIPSNet
     from cmsbench.benchmark.metrics.lpips_weights import load_weights
 
-    weights = load_weights(net)  # raises WeightsMissing; cheap when already loaded
-    key = (net, str(device), id(weights))
-    if key not in _NETS:
-        for old in [k for k in _NETS if k[:2] == key[:2]]:
-            del _NETS[old]
-        _NETS[key] = LPIPSNet(net, weights).to(device).eval()
-    return _NETS[key]
+    weights = load_weights(net)  # raises WeightsMissing; the same object while the file is unchanged
+    key = (net, str(device))
+    cached = _NETS.get(key)
+    if cached is None or cached[0] is not weights:
+        _NETS[key] = cached = (weights, LPIPSNet(net, weights).to(device).eval())
+    return cached[1]
 
 
 def to_model_range(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
