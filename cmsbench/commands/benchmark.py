@@ -31,7 +31,11 @@ def format_run_table(record: RunRecord) -> str:
     out = format_table(rows, ["region", "metric", "mean ± std", "median", "95% CI", "n"])
     for region, metrics in record.set_scores.items():
         for metric, s in metrics.items():
-            out += f"\nset-level {metric}@{region}: {s.value} [{s.ci_low}, {s.ci_high}] (n={s.n})"
+            if s.value is None:
+                out += f"\nset-level {metric}@{region}: undefined ({s.reason or 'no value'})"
+            else:
+                interval = "" if s.ci_low is None or s.ci_high is None else f" [{s.ci_low:.4g}, {s.ci_high:.4g}]"
+                out += f"\nset-level {metric}@{region}: {s.value:.4g}{interval} (n={s.n})"
     return out
 
 
