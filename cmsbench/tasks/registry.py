@@ -22,6 +22,8 @@ _BUILTIN = {
         ("ldpet", "LDPET"),
         ("ldct", "LDCT"),
         ("mr_ct", "MR_CT"),
+        ("ixi_sr_t2", "IXI_SR_T2"),
+        ("gbca_lowdose", "GBCA_LOWDOSE"),
     )
 }
 

@@ -2,16 +2,23 @@
 
 ``identity`` (copy the most similar input), ``linear`` and ``poly2`` (voxel-wise least squares),
 ``histogram`` (quantile mapping), and for denoising tasks ``gaussian`` and ``nlm`` (non-local means),
-whose hyper-parameters are tuned on the validation split. All are deterministic under a seed, need only
-numpy/scipy/scikit-image, and save their fitted state as arrays plus JSON.
+whose hyper-parameters are tuned on the validation split; for degraded-input tasks ``bicubic``,
+``guided_sr`` (super-resolution of k-space-truncated MR) and ``dose_scaling`` (low contrast dose). All
+are deterministic under a seed, need only numpy/scipy/scikit-image, and save their fitted state as
+arrays plus JSON.
 """
 
 from cmsbench.baselines.classical.denoise import GaussianDenoiseMethod, NonLocalMeansMethod
+from cmsbench.baselines.classical.dose import DoseScalingMethod
 from cmsbench.baselines.classical.histogram import HistogramMatchingMethod
 from cmsbench.baselines.classical.identity import IdentityMethod
 from cmsbench.baselines.classical.regression import LinearRegressionMethod, Poly2RegressionMethod
+from cmsbench.baselines.classical.upsampling import BicubicUpsampling, GuidedSuperResolution
 
 __all__ = [
+    "BicubicUpsampling",
+    "DoseScalingMethod",
+    "GuidedSuperResolution",
     "GaussianDenoiseMethod",
     "HistogramMatchingMethod",
     "IdentityMethod",

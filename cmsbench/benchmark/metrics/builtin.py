@@ -307,3 +307,32 @@ BONE = _region("bone", "ground truth > 300 HU inside 'body'")
 #: pyproject.toml declares the same entries as entry points).
 BUILTIN_METRICS = {m.name: f"{__name__}:{var}" for var, m in list(globals().items()) if isinstance(m, Metric)}
 BUILTIN_REGIONS = {r.name: f"{__name__}:{var}" for var, r in list(globals().items()) if isinstance(r, Region)}
+
+
+# ------------------------------------------------------------------ enhancement ratio (gbca_lowdose)
+def _enhancement_ratio_error(ctx: CaseContext, r: str) -> float:
+    """|ER(pred) - ER(gt)| = |mean_R(pred) - mean_R(gt)| / mean_R(pre), with mean_R(pre) from case metadata."""
+    info = ctx.metadata.get("pre_contrast") if isinstance(ctx.metadata, dict) else None
+    if not isinstance(info, dict) or not isinstance(info.get("means"), dict):
+        raise MetricUndefined("the case carries no pre-contrast image statistics (metadata 'pre_contrast'): "
+                              "only tasks with a pre-contrast input define the enhancement ratio")
+    raw = info["means"].get(r)
+    if raw is None:
+        raise MetricUndefined(f"no pre-contrast mean recorded for region {r!r}")
+    divisors = (ctx.metadata.get("normalisation") or {}).get("divisors") or {}
+    pre = float(raw) / float(divisors.get(str(info.get("input")), 1.0))
+    if not pre > 0:
+        raise MetricUndefined(f"the pre-contrast mean in {r!r} is {pre:g}: the enhancement ratio is undefined")
+    t, p = ctx.voxels(r)
+    return abs(float(p.mean()) - float(t.mean())) / pre
+
+
+ENHANCEMENT_RATIO_ERROR = Metric(
+    "enhancement_ratio_error", "lower", "absolute error of the contrast enhancement ratio",
+    "ER = mean_R(post) / mean_R(pre) - 1 over the region's voxels R (ratio of means, not the mean of voxel "
+    "ratios, which pre-contrast values near 0 would dominate), post = the prediction or the ground truth, pre "
+    "= the task's pre-contrast input, all in task units (each image divided by its own healthy-brain median); "
+    "value |ER(prediction) - ER(ground truth)| = |mean_R(pred) - mean_R(gt)| / mean_R(pre); lesion regions "
+    "only; needs the case metadata 'pre_contrast' written by the gbca_lowdose adapter", _enhancement_ratio_error,
+    Needs(lesion_regions_only=True))
+BUILTIN_METRICS[ENHANCEMENT_RATIO_ERROR.name] = f"{__name__}:ENHANCEMENT_RATIO_ERROR"

@@ -12,6 +12,8 @@ _ADAPTERS = {
     "ldct": "cmsbench.tasks.adapters.ldct:LdctAdapter",
     "synthrad2023": "cmsbench.tasks.adapters.synthrad:SynthradAdapter",
     "pattern": "cmsbench.tasks.adapters.custom:PatternAdapter",
+    "ixi_sr": "cmsbench.tasks.adapters.superres:IxiSuperResAdapter",
+    "brats_gbca": "cmsbench.tasks.adapters.gbca:BratsGbcaAdapter",
 }
 
 
