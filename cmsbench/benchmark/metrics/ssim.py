@@ -31,8 +31,6 @@ on the mean (see tests). The same code runs on a CUDA device (one slab = the who
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -301,31 +299,14 @@ class SSIMSlabs:
         return out[..., :W] if out.shape[-1] != W else out
 
 
-#: Cores kept free for other work of this process (the runner's prefetch thread), see :func:`reserve_cores`.
-_RESERVED_CORES = 0
-
-
-@contextlib.contextmanager
-def reserve_cores(n: int = 1) -> Iterator[None]:
-    """Within the block, the SSIM engines use ``n`` fewer worker threads (at least one), leaving cores to a
-    background reader, so reading the next case and scoring this one overlap instead of competing."""
-    global _RESERVED_CORES
-    _RESERVED_CORES += n
-    try:
-        yield
-    finally:
-        _RESERVED_CORES -= n
-
-
 def default_workers(device: str = "cpu") -> int:
     """Slab-parallel worker threads: torch's intra-op thread count on CPU (each worker then runs its
-    ops single-threaded: no per-op barrier, robust when cores are shared), minus reserved cores
-    (:func:`reserve_cores`); 1 on GPU."""
+    ops single-threaded: no per-op barrier, robust when cores are shared); 1 on GPU."""
     if str(device).startswith("cuda"):
         return 1
     import torch
 
-    return max(1, torch.get_num_threads() - _RESERVED_CORES)
+    return max(1, torch.get_num_threads())
 
 
 def run_slabs(n_items: int, work, make_state, workers: int, *, single_threaded_ops: bool = True) -> list:
