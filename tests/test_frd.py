@@ -206,8 +206,19 @@ def _compare_with_compute_frd(cases, tmp_path: Path, extractor, **frd_kwargs) ->
                                   frd.radiomic_features(t, brain, extractor=extractor)]))
     ours = frd.aggregate_frd(features, seed=0).value
     masks_dir = str(tmp_path / "mask")
-    theirs = compute_frd([str(tmp_path / "target"), str(tmp_path / "pred")], paths_masks=[masks_dir, masks_dir],
-                         settings_dict={"normalize": False}, num_workers=1, **frd_kwargs)
+    # frd-score extracts in a multiprocessing pool; a forked child of this process (torch, and jax when the
+    # LPIPS tests ran first, hold threads) can deadlock, so its pool is started by spawning instead
+    import multiprocessing
+
+    import frd_score.frd as frd_module
+
+    original = frd_module.mp
+    frd_module.mp = multiprocessing.get_context("spawn")
+    try:
+        theirs = compute_frd([str(tmp_path / "target"), str(tmp_path / "pred")], paths_masks=[masks_dir, masks_dir],
+                             settings_dict={"normalize": False}, num_workers=1, **frd_kwargs)
+    finally:
+        frd_module.mp = original
     return ours, float(theirs)
 
 
