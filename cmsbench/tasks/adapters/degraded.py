@@ -22,10 +22,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from cmsbench.errors import TaskSpecError
-from cmsbench.tasks.adapters.base import CaseRef, DatasetAdapter
+from cmsbench.tasks.adapters.base import CaseRef, DatasetAdapter, Discovery
 from cmsbench.tasks.degradations import OperatorCall, OperatorError, from_options
 from cmsbench.tasks.spec import TaskSpec
 from cmsbench.tasks.volume import Case
@@ -96,3 +97,36 @@ def copy_case(case: Case, inputs: Mapping[str, Any], metadata: Mapping[str, Any]
     """``case`` with other inputs and extra metadata (masks, target and labels shared)."""
     return Case(case_id=case.case_id, inputs=dict(inputs), target=case.target, masks=dict(case.masks),
                 labels=case.labels, metadata={**case.metadata, **metadata})
+
+
+class DegradedAdapter(DatasetAdapter):
+    """An adapter whose task has two inputs: the degraded image (named ``<target>_<suffix>``) and a clean
+    companion read by ``inner``; subclasses set ``inner``, ``parameter``/``operator_param``, ``what`` (for
+    messages) and ``load``."""
+
+    inner: DatasetAdapter
+    parameter: str
+    operator_param: str
+    what: str
+
+    def roles(self, task: TaskSpec) -> tuple[str, str, str]:
+        """(degraded input, clean input, target): the input named like the target is the degraded one."""
+        degraded = next((m for m in task.inputs if m.startswith(task.target + "_")), None)
+        if degraded is None or len(task.inputs) != 2:
+            raise TaskSpecError(f"task {task.name!r}: the {self.what} adapter needs two inputs, one of them "
+                                f"{task.target}_<suffix> (the degraded {task.target}); got {task.inputs}")
+        clean = next(m for m in task.inputs if m != degraded)
+        return degraded, clean, task.target
+
+    def proxy(self, task: TaskSpec) -> TaskSpec:
+        """The task ``inner`` reads: the clean input and the target only."""
+        _, clean, target = self.roles(task)
+        return proxy_task(task, adapter=self.inner.name, inputs=(clean,), target=target)
+
+    def call(self, task: TaskSpec) -> OperatorCall:
+        """The task's degradation operator with its parameter set."""
+        return operator_call(task, self.parameter, self.operator_param)
+
+    def discover(self, root: Path, task: TaskSpec) -> Discovery:
+        self.call(task)  # an invalid parameter is an error before any file is read
+        return self.inner.discover(root, self.proxy(task))  # names a missing file by its file name

@@ -16,15 +16,12 @@ factor (``pre_scale``), the degradation, and the pre-contrast image's mean over 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from cmsbench.errors import DataError, TaskSpecError
-from cmsbench.tasks.adapters.base import CaseRef, DatasetAdapter, Discovery
+from cmsbench.errors import DataError
+from cmsbench.tasks.adapters.base import CaseRef
 from cmsbench.tasks.adapters.brats import BratsAdapter
-from cmsbench.tasks.adapters.degraded import copy_case, degradation_seed, describe, operator_call, proxy_task
-from cmsbench.tasks.degradations import OperatorCall
+from cmsbench.tasks.adapters.degraded import DegradedAdapter, copy_case, degradation_seed, describe
 from cmsbench.tasks.spec import TaskSpec
 from cmsbench.tasks.volume import Case
 
@@ -44,38 +41,18 @@ def healthy_scale(pre: np.ndarray, post: np.ndarray, healthy: np.ndarray) -> flo
     return b / a
 
 
-class BratsGbcaAdapter(DatasetAdapter):
+class BratsGbcaAdapter(DegradedAdapter):
     """BraTS pre-contrast T1 + full-dose T1ce; the input ``t1ce_low`` is the simulated low dose."""
 
     name = "brats_gbca"
     version = "1"
+    parameter, operator_param, what = PARAMETER, OPERATOR_PARAMETER, "BraTS low-dose"
 
     def __init__(self) -> None:
         self.inner = BratsAdapter()
 
-    @staticmethod
-    def roles(task: TaskSpec) -> tuple[str, str, str]:
-        """(pre-contrast input, low-dose input, target): the input named like the target is the low dose."""
-        low = next((m for m in task.inputs if m.startswith(task.target + "_")), None)
-        if low is None or len(task.inputs) != 2:
-            raise TaskSpecError(f"task {task.name!r}: the BraTS low-dose adapter needs inputs "
-                                f"(pre-contrast, {task.target}_low), got {task.inputs}")
-        pre = next(m for m in task.inputs if m != low)
-        return pre, low, task.target
-
-    def proxy(self, task: TaskSpec) -> TaskSpec:
-        pre, _, target = self.roles(task)
-        return proxy_task(task, adapter=self.inner.name, inputs=(pre,), target=target)
-
-    def call(self, task: TaskSpec) -> OperatorCall:
-        return operator_call(task, PARAMETER, OPERATOR_PARAMETER)
-
-    def discover(self, root: Path, task: TaskSpec) -> Discovery:
-        self.call(task)  # an invalid dose is an error before any file is read
-        return self.inner.discover(root, self.proxy(task))  # names a missing T1 / T1ce by its file name
-
     def load(self, ref: CaseRef, task: TaskSpec) -> Case:
-        pre_name, low_name, _ = self.roles(task)
+        low_name, pre_name, _ = self.roles(task)
         clean = self.inner.load(ref, self.proxy(task))
         post, pre = clean.target, clean.inputs[pre_name]
         assert post is not None

@@ -10,22 +10,12 @@ low-resolution samples are recoverable from it without loss (:func:`low_res_samp
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from cmsbench.errors import TaskSpecError
-from cmsbench.tasks.adapters.base import CaseRef, DatasetAdapter, Discovery
-from cmsbench.tasks.adapters.degraded import (
-    copy_case,
-    degradation_seed,
-    describe,
-    load_clean,
-    operator_call,
-    proxy_task,
-)
+from cmsbench.tasks.adapters.base import CaseRef
+from cmsbench.tasks.adapters.degraded import DegradedAdapter, copy_case, degradation_seed, describe, load_clean
 from cmsbench.tasks.adapters.ixi import IxiAdapter
-from cmsbench.tasks.degradations import OperatorCall, degradation
+from cmsbench.tasks.degradations import degradation
 from cmsbench.tasks.spec import TaskSpec
 from cmsbench.tasks.volume import Case, Volume
 
@@ -44,35 +34,15 @@ def low_res_samples(volume: Volume, params: dict) -> Volume:
     return call.apply(volume, seed=0, case_id="low_res_samples")
 
 
-class IxiSuperResAdapter(DatasetAdapter):
+class IxiSuperResAdapter(DegradedAdapter):
     """IXI T1 + T2 read as for ``ixi_t1_t2``; the input ``t2_lr`` is the k-space-truncated T2."""
 
     name = "ixi_sr"
     version = "1"
+    parameter, operator_param, what = PARAMETER, OPERATOR_PARAMETER, "IXI super-resolution"
 
     def __init__(self) -> None:
         self.inner = IxiAdapter()
-
-    @staticmethod
-    def roles(task: TaskSpec) -> tuple[str, str, str]:
-        """(low-resolution input, guide input, target): the input named like the target is the LR one."""
-        lr = next((m for m in task.inputs if m.startswith(task.target + "_")), None)
-        if lr is None or len(task.inputs) != 2:
-            raise TaskSpecError(f"task {task.name!r}: the IXI super-resolution adapter needs inputs "
-                                f"({task.target}_lr, guide), got {task.inputs}")
-        guide = next(m for m in task.inputs if m != lr)
-        return lr, guide, task.target
-
-    def proxy(self, task: TaskSpec) -> TaskSpec:
-        _, guide, target = self.roles(task)
-        return proxy_task(task, adapter=self.inner.name, inputs=(guide,), target=target)
-
-    def call(self, task: TaskSpec) -> OperatorCall:
-        return operator_call(task, PARAMETER, OPERATOR_PARAMETER)
-
-    def discover(self, root: Path, task: TaskSpec) -> Discovery:
-        self.call(task)  # an invalid scale is an error before any file is read
-        return self.inner.discover(root, self.proxy(task))  # names a missing T1 or T2 by its file name
 
     def load(self, ref: CaseRef, task: TaskSpec, *, cached: bool = True) -> Case:
         lr_name, guide, _ = self.roles(task)
