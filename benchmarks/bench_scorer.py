@@ -141,6 +141,22 @@ def test_ratio_to_skimage(benchmark, case):
 # one of the 155 whole 240 x 240 slices) and ``brain`` (the slices of the brain's bounding box, here
 # 200 x 180 x 130). Issue target: under 2 s per case for AlexNet axial on 2 CPU cores. Needs the
 # weights (``cmsbench weights install lpips``); skipped without them.
+def _median_times(jobs: dict, rounds: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and CPU seconds of each job over ``rounds`` interleaved rounds (same run, same load)."""
+    import statistics
+    import time
+
+    times: dict[str, list[float]] = {k: [] for k in jobs}
+    cpu: dict[str, list[float]] = {k: [] for k in jobs}
+    for _ in range(rounds):
+        for name, fn in jobs.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return ({k: statistics.median(v) for k, v in times.items()}, {k: statistics.median(v) for k, v in cpu.items()})
+
+
 def _lpips_or_skip():
     from cmsbench.benchmark.metrics import lpips_weights
 
@@ -167,25 +183,14 @@ def test_lpips_alexnet_axial(benchmark, case, region):
 
 def test_lpips_ratio_to_suite(benchmark, case):
     """LPIPS seconds per case and its ratio to the default suite, both timed here (no assertion on time)."""
-    import statistics
-    import time
 
     import torch
 
     _lpips_or_skip()
     run_lpips(case, "brain")
     run_suite(case)
-    times = {"suite": [], "brain": [], "global": []}
-    cpu = {k: [] for k in times}
-    for _ in range(3):
-        for name, fn in (("suite", lambda: run_suite(case)), ("brain", lambda: run_lpips(case, "brain")),
-                         ("global", lambda: run_lpips(case, "global"))):
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    med, med_cpu = _median_times({"suite": lambda: run_suite(case), "brain": lambda: run_lpips(case, "brain"),
+                                  "global": lambda: run_lpips(case, "global")}, rounds=3)
     info = {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
     for k in ("brain", "global"):
         info.update({f"lpips_{k}_s": med[k], f"lpips_{k}_cpu_s": med_cpu[k], f"lpips_{k}_over_suite": med[k] / med["suite"],
@@ -239,26 +244,16 @@ def test_frd_features_per_case(benchmark, case):
 
 def test_frd_per_test_set_against_suite(benchmark, case):
     """Per-case features, 20-case aggregation (FRD and KID) and the suite, timed here; no assertion on time."""
-    import statistics
-    import time
 
     from cmsbench.benchmark.metrics import frd, kid
 
     _frd_or_skip()
     features = run_frd_features(case)
     run_suite(case)
-    times = {"suite": [], "features": [], "frd_set": [], "kid_set": []}
-    cpu = {k: [] for k in times}
     sets = _twenty_cases(features)
-    for _ in range(2):
-        for name, fn in (("suite", lambda: run_suite(case)), ("features", lambda: run_frd_features(case)),
-                         ("frd_set", lambda: frd.aggregate_frd(sets, 0)), ("kid_set", lambda: kid.aggregate_kid(sets, 0))):
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-            cpu[name].append(time.process_time() - c0)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    med, med_cpu = _median_times({"suite": lambda: run_suite(case), "features": lambda: run_frd_features(case),
+                                  "frd_set": lambda: frd.aggregate_frd(sets, 0),
+                                  "kid_set": lambda: kid.aggregate_kid(sets, 0)}, rounds=2)
     per_set = 20 * med["features"] + med["frd_set"] + med["kid_set"]
     per_set_cpu = 20 * med_cpu["features"] + med_cpu["frd_set"] + med_cpu["kid_set"]
     benchmark.extra_info.update({
