@@ -142,3 +142,57 @@ def test_score_and_run_throughput_against_reading_only(benchmark, tmp_path: Path
     print(f"\nBraTS-size ({n} test cases): score {wall:.3f} s/case vs reading only {floor:.3f} s/case "
           f"-> ratio {wall / floor:.2f} (target <= 1.3); run(identity) {run_wall:.3f} s/case vs reading the "
           f"cases {run_floor:.3f} s/case -> ratio {run_wall / run_floor:.2f}")
+
+
+def test_score_throughput_cold_cache_against_reading_the_files(benchmark, tmp_path: Path, monkeypatch) -> None:
+    """A first ``cmsbench score`` (empty case cache: every dataset file is read, checked, normalised and
+    cached) against only reading the same files (each case's NIfTI files and its prediction), same run.
+
+    This is the floor the issue names ("the time to only read the same files"); the warm-cache test
+    above compares a repeated score with reading through the cache instead.
+    """
+    import time
+
+    import numpy as np
+
+    from cmsbench.benchmark.metrics.ssim_numba import warmup
+    from cmsbench.benchmark.score_folder import score_folder
+    from cmsbench.tasks.dataset import open_dataset
+    from cmsbench.tasks.io.nifti import read_nifti, write_nifti
+    from cmsbench.tasks.registry import get_task
+
+    root = tmp_path / "brats"
+    _write_brats_size(root, 36)
+    task = get_task("brats_flair")
+    monkeypatch.setenv("CMSBENCH_HOME", str(tmp_path / "home0"))
+    dataset = open_dataset(task, root)
+    test_ids = list(dataset.case_ids("test"))
+    files = {cid: sorted(str(p) for p in dataset.refs[cid].files.values()) for cid in test_ids}
+    preds = tmp_path / "preds"
+    for cid in test_ids:
+        raw = dataset.load_case(cid, normalise=False)
+        write_nifti(preds / f"{cid}.nii.gz", np.asarray(raw.inputs["t2"].data), raw.inputs["t2"].affine)
+    warmup()
+    floors, walls = [], []
+    homes = iter(range(1, 1000))
+
+    def one_round() -> None:
+        start = time.perf_counter()
+        for cid in test_ids:
+            for path in files[cid]:
+                read_nifti(path, subject=cid)
+            read_nifti(preds / f"{cid}.nii.gz", subject=cid)
+        floors.append(time.perf_counter() - start)
+        monkeypatch.setenv("CMSBENCH_HOME", str(tmp_path / f"home{next(homes)}"))  # an empty cache
+        start = time.perf_counter()
+        result = score_folder("brats_flair", preds, data_root=str(root))
+        walls.append(time.perf_counter() - start)
+        assert not result.problems
+
+    benchmark.pedantic(one_round, rounds=3, iterations=1, warmup_rounds=0)
+    n = len(test_ids)
+    floor, wall = statistics.median(floors) / n, statistics.median(walls) / n
+    benchmark.extra_info.update({"cases": n, "shape": BRATS_SHAPE, "cold_score_s_per_case": wall,
+                                 "read_files_s_per_case": floor, "cold_score_over_read_files": wall / floor})
+    print(f"\nBraTS-size ({n} test cases), empty cache: score {wall:.3f} s/case vs reading the files "
+          f"{floor:.3f} s/case -> ratio {wall / floor:.2f} (target <= 1.3)")
