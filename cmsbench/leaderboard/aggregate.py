@@ -749,14 +749,13 @@ class Board:
         wanted = self.spec.get("main_metric")
         return wanted if wanted in scored else scored[0]
 
+    def _distinct_pairs(self, of_record) -> list[tuple[str, str]]:
+        """The (region, metric) pairs ``of_record`` finds in the board's records, first seen first."""
+        pairs = (rm for e in self.entries for _, rec in e.records for rm in of_record(rec))
+        return list(dict.fromkeys(pairs))
+
     def regions_metrics(self) -> list[tuple[str, str]]:
-        seen: list[tuple[str, str]] = []
-        for e in self.entries:
-            for _, rec in e.records:
-                for rm in record_regions_metrics(rec):
-                    if rm not in seen:
-                        seen.append(rm)
-        return seen or [("global", "psnr")]
+        return self._distinct_pairs(record_regions_metrics) or [("global", "psnr")]
 
     def regions(self) -> list[str]:
         return list(dict.fromkeys(r for r, _ in self.regions_metrics()))
@@ -773,13 +772,7 @@ class Board:
     def set_metrics(self) -> list[tuple[str, str]]:
         """(region, metric) pairs of the set-level metrics the board's records hold (never per case, never in
         paired tests or ranks)."""
-        seen: list[tuple[str, str]] = []
-        for e in self.entries:
-            for _, rec in e.records:
-                for rm in record_set_metrics(rec):
-                    if rm not in seen:
-                        seen.append(rm)
-        return seen
+        return self._distinct_pairs(record_set_metrics)
 
     def set_order(self, region: str, metric: str) -> list[str]:
         """Entry keys sorted by a set-level metric's value, best first (NaN last; entry order when the

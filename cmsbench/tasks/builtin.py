@@ -31,6 +31,18 @@ SYNTHRAD_CITATION = (
     "radiotherapy, Med. Phys. 50(7), 2023."
 )
 
+def _brats_dataset(files_2021: str, files_2023: str) -> DatasetInfo:
+    """The BraTS 2021 / 2023 GLI dataset, with the files a task reads from each layout."""
+    return DatasetInfo(
+        "BraTS 2021 / BraTS 2023 GLI",
+        f"BraTS2021_00000/BraTS2021_00000_{{{files_2021}}}.nii.gz or "
+        f"BraTS-GLI-00000-000/BraTS-GLI-00000-000-{{{files_2023}}}.nii.gz",
+        citation=BRATS_CITATION,
+        licence="CC BY 4.0 (BraTS 2021 via Synapse data use terms)",
+        url="https://www.synapse.org/brats",
+    )
+
+
 BRATS_FLAIR = TaskSpec(
     name="brats_flair",
     version="1.0",
@@ -39,14 +51,7 @@ BRATS_FLAIR = TaskSpec(
         "median of healthy brain voxels (brain minus tumour) of the same volume; the target's divisor "
         "comes from the ground truth only. Metrics in the brain, the tumour and its sub-regions."
     ),
-    dataset=DatasetInfo(
-        "BraTS 2021 / BraTS 2023 GLI",
-        "BraTS2021_00000/BraTS2021_00000_{t1,t1ce,t2,flair,seg}.nii.gz or "
-        "BraTS-GLI-00000-000/BraTS-GLI-00000-000-{t1n,t1c,t2w,t2f,seg}.nii.gz",
-        citation=BRATS_CITATION,
-        licence="CC BY 4.0 (BraTS 2021 via Synapse data use terms)",
-        url="https://www.synapse.org/brats",
-    ),
+    dataset=_brats_dataset("t1,t1ce,t2,flair,seg", "t1n,t1c,t2w,t2f,seg"),
     adapter="brats",
     inputs=("t1", "t2"),
     target="flair",
@@ -298,14 +303,7 @@ GBCA_LOWDOSE = TaskSpec(
         "and the enhancing tumour; enhancement_ratio_error = |ER(prediction) - ER(ground truth)| with "
         "ER = mean_R(image) / mean_R(pre) - 1 over a lesion region R (ratio of means, task units)."
     ),
-    dataset=DatasetInfo(
-        "BraTS 2021 / BraTS 2023 GLI",
-        "BraTS2021_00000/BraTS2021_00000_{t1,t1ce,seg}.nii.gz or "
-        "BraTS-GLI-00000-000/BraTS-GLI-00000-000-{t1n,t1c,seg}.nii.gz",
-        citation=BRATS_CITATION,
-        licence="CC BY 4.0 (BraTS 2021 via Synapse data use terms)",
-        url="https://www.synapse.org/brats",
-    ),
+    dataset=_brats_dataset("t1,t1ce,seg", "t1n,t1c,seg"),
     adapter="brats_gbca",
     inputs=("t1", "t1ce_low"),
     target="t1ce",

@@ -303,11 +303,6 @@ HEALTHY = _region("healthy", "first of brain/head/body minus the lesion")
 LESION_RING = _region("lesion_ring", "lesion dilated by a radius-3 ball, minus the lesion, inside brain/head/body")
 BONE = _region("bone", "ground truth > 300 HU inside 'body'")
 
-#: name -> "module:attr" of every built-in (the registries' fallback when cmsbench runs uninstalled;
-#: pyproject.toml declares the same entries as entry points).
-BUILTIN_METRICS = {m.name: f"{__name__}:{var}" for var, m in list(globals().items()) if isinstance(m, Metric)}
-BUILTIN_REGIONS = {r.name: f"{__name__}:{var}" for var, r in list(globals().items()) if isinstance(r, Region)}
-
 
 # ------------------------------------------------------------------ enhancement ratio (gbca_lowdose)
 def _enhancement_ratio_error(ctx: CaseContext, r: str) -> float:
@@ -335,4 +330,9 @@ ENHANCEMENT_RATIO_ERROR = Metric(
     "value |ER(prediction) - ER(ground truth)| = |mean_R(pred) - mean_R(gt)| / mean_R(pre); lesion regions "
     "only; needs the case metadata 'pre_contrast' written by the gbca_lowdose adapter", _enhancement_ratio_error,
     Needs(lesion_regions_only=True))
-BUILTIN_METRICS[ENHANCEMENT_RATIO_ERROR.name] = f"{__name__}:ENHANCEMENT_RATIO_ERROR"
+
+
+#: name -> "module:attr" of every built-in (the registries' fallback when cmsbench runs uninstalled;
+#: pyproject.toml declares the same entries as entry points).
+BUILTIN_METRICS = {m.name: f"{__name__}:{var}" for var, m in list(globals().items()) if isinstance(m, Metric)}
+BUILTIN_REGIONS = {r.name: f"{__name__}:{var}" for var, r in list(globals().items()) if isinstance(r, Region)}
