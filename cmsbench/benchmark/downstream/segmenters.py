@@ -41,7 +41,7 @@ import numpy as np
 
 from cmsbench.errors import CmsbenchError
 from cmsbench.registry import Registry
-from cmsbench.tasks.volume import Volume
+from cmsbench.tasks.volume import Case, Volume
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,18 @@ class Segmenter:
     name: str = ""
     version: str = "1"
 
+    #: True for a segmenter that learns from the task's train split (then :meth:`prepare` trains or loads)
+    needs_training: bool = False
+
+    def prepare(self, train: Sequence[Case], *, seed: int = 0, device: str = "cpu", data_fingerprint: str = "",
+                progress: Callable[[str, int, int], None] | None = None) -> None:
+        """Make the segmenter ready for a task before any case is segmented. A learned segmenter trains on
+        ``train`` (REAL images, :func:`real_images`, and ``case.labels``) or loads its cached fit, keyed by
+        ``data_fingerprint`` + its settings + ``seed``; a fixed model or a command does nothing (default).
+        After it, :meth:`identity` includes what the fit depends on."""
+
     def segment(self, images: Images, *, case_id: str, affine: np.ndarray | None = None) -> np.ndarray:
-        """The integer label map of one case. ``images``: channel name -> volume (or array with
+        """The integer label map of one case (BraTS 2023 labels: 0, 1 NCR, 2 ED, 3 ET). ``images``: channel name -> volume (or array with
         ``affine``), all on one grid. Raise :class:`SegmenterError` with a reason on failure."""
         raise NotImplementedError
 
@@ -109,6 +119,30 @@ class Segmenter:
                 out[case_id] = Segmentation(case_id, None, f"segmenter {self.name!r} crashed on case {case_id!r}: "
                                             f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
         return out
+
+
+def real_images(case: Case) -> dict[str, Volume]:
+    """The images a segmenter reads for a case: its inputs and its real target, by modality name
+    (task units, the grid of the target)."""
+    if case.target is None:
+        raise SegmenterError(f"case {case.case_id!r} has no target image to segment")
+    return {**case.inputs, case.target.modality: case.target}
+
+
+def synthetic_images(case: Case, prediction: Volume | np.ndarray) -> dict[str, Volume]:
+    """:func:`real_images` with the synthetic target substituted for the real one."""
+    images = real_images(case)
+    name = case.target.modality  # type: ignore[union-attr]
+    data = prediction.data if isinstance(prediction, Volume) else prediction
+    images[name] = images[name].with_data(np.asarray(data, dtype=np.float32))
+    return images
+
+
+def brats_labels(labels: np.ndarray) -> np.ndarray:
+    """A BraTS label map in the 2023 convention (enhancing tumour 4 -> 3; 0, 1 NCR, 2 ED, 3 ET)."""
+    out = np.asarray(labels).astype(np.int16, copy=True)
+    out[out == 4] = 3
+    return out
 
 
 # ------------------------------------------------------------------------------ file pinning
