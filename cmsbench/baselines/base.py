@@ -49,6 +49,15 @@ class MethodCard:
     stochastic: bool = False
     differences_from_paper: str = ""
     tasks: tuple[str, ...] = ()  # empty: any task whose inputs it can take
+    #: how it serves a task whose target varies per case (``TaskSpec.targets``, e.g. ``brats_missing``):
+    #: ``"per_target"`` (one fit per possible target, by :mod:`cmsbench.baselines.per_target`),
+    #: ``"conditional"`` (handles cases with differing targets itself), ``""`` (cannot: such tasks reject it)
+    varying_target: str = ""
+
+    def __post_init__(self) -> None:
+        if self.varying_target not in ("", "per_target", "conditional"):
+            raise MethodError(f"method card {self.name!r}: varying_target must be '', 'per_target' or "
+                              f"'conditional', got {self.varying_target!r}")
 
     def missing_fields(self) -> list[str]:
         """Names of the fields a complete card must fill."""

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from cmsbench.baselines.base import Method
+from cmsbench.baselines.per_target import PerTargetMethod, check_varying_target
 from cmsbench.baselines.registry import get_method_class
 from cmsbench.benchmark.contract import check_prediction
 from cmsbench.benchmark.environment import environment, resolve_device
@@ -211,6 +212,7 @@ def resolve_run(config: RunConfig, *, dataset: Dataset | None = None) -> Resolve
     task = resolve_task(config)
     validate_names(task, config.mode)
     method_cls = get_method_class(config.method)
+    check_varying_target(method_cls.card, task)  # a varying-target task needs a method that says how it serves it
     options = dict(method_cls(**config.options).options)  # validates options; full options incl. defaults
     if dataset is None:
         root, is_phantom = resolve_data_root(task, config.data_root)
@@ -236,14 +238,16 @@ def _fit(resolved: ResolvedRun, device: str) -> tuple[Method, dict[str, Any]]:
     folder = fitted_state_dir(resolved.task, config.method, method_cls, resolved.options, config.seed,
                               dataset.split.test_hash, dataset.fingerprint(("train", "val")))
     info: dict[str, Any] = {"state_dir": str(folder)}
+    per_target = resolved.task.varies_target and method_cls.card.varying_target == "per_target"
     if not config.refit and (folder / "meta.json").exists():
-        method = method_cls.load(folder)
+        method = PerTargetMethod.load(folder, method_cls) if per_target else method_cls.load(folder)
         method.device = device
         info.update(cached=True, fit_s=0.0)
         return method, info
     from cmsbench.benchmark.timing import Timer
 
-    method = method_cls(**config.options)
+    method = (PerTargetMethod.for_task(method_cls, resolved.task, **config.options) if per_target
+              else method_cls(**config.options))
     seed_everything(config.seed)
     train = LazyCases(dataset, dataset.case_ids("train"))
     val = LazyCases(dataset, dataset.case_ids("val"))
@@ -478,6 +482,7 @@ def _run_case(index: int, case_id: str, prefetch: Prefetcher, method: Method, re
         return CaseRecord(status="failed", stage="score", timing=timing,
                           error=f"case {case_id!r}: a metric returned a value that is not a number: {exc}")
     entry.data_digest = resolved.dataset.case_digest(case_id)
+    entry.target = case.target.modality if task.varies_target else None
     collector.add(case_id, score.features)
     for key, value in extra.items():
         setattr(entry, key, value)

@@ -179,6 +179,7 @@ class CaseRecord(BaseModel):
     sample_spread: float | None = None
     warnings: list[str] = Field(default_factory=list)
     data_digest: str | None = None  # content hash of the case's files when it was scored
+    target: str | None = None  # the case's own target where the task's varies per case (brats_missing: the missing one)
 
     @property
     def ok(self) -> bool:

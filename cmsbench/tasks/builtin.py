@@ -319,6 +319,44 @@ GBCA_LOWDOSE = TaskSpec(
     parameters={"dose": 0.1},
 )
 
+# ------------------------------------------------------------------ BraSyn: a missing sequence per case (issue 19)
+BRATS_MISSING_SEED = 123456
+
+BRATS_MISSING = TaskSpec(
+    name="brats_missing",
+    version="1.0",
+    description=(
+        "BraSyn (BraTS 2023 missing-MRI synthesis, github.com/hongweilibran/BraSyn): each case has one of its four "
+        "sequences removed and the method synthesises it from the other three, in glioma patients (BraTS 2023 GLI "
+        "t1n / t1c / t2w / t2f, BraTS 2021 t1 / t1ce / t2 / flair; cmsbench roles t1, t1ce, t2, flair). The "
+        "organisers drop one sequence per test case at random (dropout_modality.py: numpy seed 123456 over the "
+        "folder listing). cmsbench chooses it deterministically from the case ID alone: the missing sequence is "
+        "(t1, t1ce, t2, flair)[int(SHA-256(f'{seed}:{case_id}')[:8 bytes], big-endian) mod 4] with seed = the "
+        "task parameter ``missing_seed`` (default 123456, BraSyn's seed; the assignment is not BraSyn's, whose "
+        "draw depends on the listing order). The same rule names a missing sequence in every split: a test "
+        "case's inputs are the other three and its target the missing one; train and val cases hold all four "
+        "(three inputs and the target), on which methods are fitted (a fixed-target method once per possible "
+        "target). The missing sequence is recorded in each case's metadata ('missing') and in the result record "
+        "per case ('target'). Each volume is divided by the median of its own healthy brain voxels (brain minus "
+        "tumour), the target's from the ground truth only. Metrics in the brain, the tumour and its sub-regions."
+    ),
+    dataset=_brats_dataset("t1,t1ce,t2,flair,seg", "t1n,t1c,t2w,t2f,seg"),
+    adapter="brats_missing",
+    inputs=("t1", "t1ce", "t2", "flair"),
+    target="missing",
+    targets=("t1", "t1ce", "t2", "flair"),
+    units=UNITS_MR_NORMALISED,
+    normalisation=_MR_NORMALISATION,
+    regions=("brain", "healthy", "lesion", "necrotic", "edema", "enhancing", "lesion_ring"),
+    metrics=_MR_METRICS,
+    main_metric="psnr",
+    data_range=_MR_RANGE,
+    split=SplitPolicy("hash", salt="brats"),
+    phantom="brats",
+    adapter_options={"missing_seed": BRATS_MISSING_SEED},
+    parameters={"missing_seed": BRATS_MISSING_SEED},
+)
+
 BUILTIN_TASKS: tuple[TaskSpec, ...] = (
     BRATS_FLAIR,
     IXI_T1_T2,
@@ -329,4 +367,5 @@ BUILTIN_TASKS: tuple[TaskSpec, ...] = (
     MR_CT,
     IXI_SR_T2,
     GBCA_LOWDOSE,
+    BRATS_MISSING,
 )

@@ -24,6 +24,7 @@ _BUILTIN = {
         ("mr_ct", "MR_CT"),
         ("ixi_sr_t2", "IXI_SR_T2"),
         ("gbca_lowdose", "GBCA_LOWDOSE"),
+        ("brats_missing", "BRATS_MISSING"),
     )
 }
 

@@ -137,6 +137,12 @@ class TaskSpec:
         adapter_options: options passed to the adapter (e.g. the PET dose-reduction factor).
         parameters: user-tunable task parameters with their defaults (e.g. ``{"drf": 4}``).
         superseded_by: name of a newer task that replaces this one, if any.
+        targets: set when the target varies per case among these modalities (BraSyn: the one sequence
+            removed from each case). ``inputs`` then lists every modality a case may have, the targets among
+            them; a case's inputs are the others and its target the missing one (its ``target.modality``),
+            and ``target`` is only a label for that role (``"missing"``). :meth:`for_target` gives the
+            fixed-target task of one choice. Left out of :meth:`to_dict` when empty, so the fingerprints
+            of fixed-target tasks do not depend on it.
     """
 
     name: str
@@ -159,6 +165,7 @@ class TaskSpec:
     adapter_options: Mapping[str, Any] = field(default_factory=dict)
     parameters: Mapping[str, Any] = field(default_factory=dict)
     superseded_by: str | None = None
+    targets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
@@ -176,11 +183,17 @@ class TaskSpec:
             problems.append("a task needs at least one region")
         if len(set(self.metrics)) != len(self.metrics) or len(set(self.regions)) != len(self.regions):
             problems.append(f"duplicate metrics or regions ({self.metrics}, {self.regions})")
+        if self.targets:
+            if len(self.targets) < 2 or len(set(self.targets)) != len(self.targets):
+                problems.append(f"targets {tuple(self.targets)} must name at least two distinct modalities")
+            if any(t not in self.inputs for t in self.targets):
+                problems.append(f"every one of targets {tuple(self.targets)} must be among inputs {tuple(self.inputs)}")
         if self.main_region is not None and self.main_region not in self.regions:
             problems.append(f"main_region {self.main_region!r} is not among regions {self.regions}")
         if problems:
             raise TaskSpecError(f"invalid task spec {self.name!r}: " + "; ".join(problems))
         object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "targets", tuple(self.targets))
         object.__setattr__(self, "regions", tuple(self.regions))
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "adapter_options", dict(self.adapter_options))
@@ -190,8 +203,22 @@ class TaskSpec:
             object.__setattr__(self, "main_region", self.regions[0])
 
     def summary(self) -> str:
-        """``"t1 + t2 -> flair"``."""
+        """``"t1 + t2 -> flair"``; ``"3 of t1 + t1ce + t2 + flair -> the missing one"`` when the target varies."""
+        if self.targets:
+            among = "" if set(self.targets) == set(self.inputs) else f" (one of {' + '.join(self.targets)})"
+            return f"{len(self.inputs) - 1} of {' + '.join(self.inputs)} -> the missing one{among}"
         return f"{' + '.join(self.inputs)} -> {self.target}"
+
+    @property
+    def varies_target(self) -> bool:
+        """True when each case has its own target among :attr:`targets`."""
+        return bool(self.targets)
+
+    def for_target(self, target: str) -> TaskSpec:
+        """The fixed-target task of one choice of a varying target: inputs = the others, target = ``target``."""
+        if target not in self.targets:
+            raise TaskSpecError(f"task {self.name!r}: {target!r} is not one of its targets {self.targets}")
+        return replace(self, inputs=tuple(m for m in self.inputs if m != target), target=target, targets=())
 
     def with_parameters(self, **params: Any) -> TaskSpec:
         """The same task with some parameters changed (unknown parameters are an error)."""
@@ -228,8 +255,11 @@ class TaskSpec:
         return replace(self, split=self.split_variants[variant])
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (for result records)."""
-        return json.loads(json.dumps(asdict(self), default=str))
+        """A JSON-serialisable dict (for result records); ``targets`` only when set."""
+        data = asdict(self)
+        if not data["targets"]:
+            del data["targets"]
+        return json.loads(json.dumps(data, default=str))
 
     def fingerprint(self) -> str:
         """A short hash of everything in the spec (changes whenever the spec does)."""

@@ -46,6 +46,7 @@ class HistogramMatchingMethod(Method):
     card = MethodCard(
         name="histogram",
         version="1.0",
+        varying_target="per_target",
         summary=(
             "Histogram matching of one input to the target: quantile mapping (n_quantiles pooled quantiles "
             "of the input and of the target over a seeded foreground subsample of the train split, linear "

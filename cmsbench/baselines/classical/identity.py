@@ -24,6 +24,7 @@ class IdentityMethod(Method):
     card = MethodCard(
         name="identity",
         version="1.0",
+        varying_target="per_target",
         summary=(
             "Copies one input unchanged: the one most correlated with the target on the train split (after "
             "fit), else the one named like the target (pet_low -> pet), else the first. The floor every "

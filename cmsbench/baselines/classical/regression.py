@@ -121,6 +121,7 @@ class LinearRegressionMethod(_PolynomialRegression):
     card = MethodCard(
         name="linear",
         version="1.0",
+        varying_target="per_target",
         summary=(
             "Voxel-wise linear regression (with intercept) from the inputs to the target, least squares "
             "(numpy lstsq, float64) on a seeded subsample of up to max_voxels foreground voxels of the train "
@@ -138,6 +139,7 @@ class Poly2RegressionMethod(_PolynomialRegression):
     card = MethodCard(
         name="poly2",
         version="1.0",
+        varying_target="per_target",
         summary=(
             "Voxel-wise quadratic regression from the inputs to the target: intercept, linear terms, squares "
             "and cross terms of the standardised inputs, least squares (numpy lstsq, float64) on a seeded "

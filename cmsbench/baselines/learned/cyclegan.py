@@ -40,6 +40,7 @@ class CycleGAN(TorchSliceMethod):
     card = MethodCard(
         name="cyclegan",
         version="1.0",
+        varying_target="per_target",
         summary=(
             "Unpaired translation: generators G (inputs -> target) and F (target -> inputs) with ResNet blocks, "
             "PatchGAN discriminators on each domain (MONAI PatchDiscriminator), least-squares GAN loss, "

@@ -151,6 +151,7 @@ class CondDDPM(_Diffusion):
     card = MethodCard(
         name="cond_ddpm",
         version="1.0",
+        varying_target="per_target",
         stochastic=True,
         summary=(
             "Conditional denoising diffusion in image space (Palette / SR3-style conditioning): a MONAI "
@@ -212,6 +213,7 @@ class ColaDiff(_Diffusion):
     card = MethodCard(
         name="cola_diff",
         version="1.0",
+        varying_target="per_target",
         stochastic=True,
         summary=(
             "Conditional latent diffusion for multi-modal synthesis: a MONAI AutoencoderKL (one for all "

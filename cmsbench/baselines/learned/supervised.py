@@ -96,6 +96,7 @@ class UNet(_PairedRegressor):
     card = MethodCard(
         name="unet",
         version="1.0",
+        varying_target="per_target",
         summary=(
             "2D U-Net (MONAI BasicUNet: two 3x3 conv + instance norm + LeakyReLU per level, 4 poolings, "
             "transposed-conv upsampling) mapping the input modalities, stacked as channels, to the target "
@@ -136,6 +137,7 @@ class Pix2Pix(_PairedRegressor):
     card = MethodCard(
         name="pix2pix",
         version="1.0",
+        varying_target="per_target",
         summary=(
             "Conditional GAN: a U-Net generator (MONAI UNet, strided convs, instance norm, LeakyReLU, skip "
             "connections) and a conditional PatchGAN discriminator (MONAI PatchDiscriminator) on the inputs "
@@ -193,6 +195,7 @@ class RedCNN(_PairedRegressor):
     card = MethodCard(
         name="redcnn",
         version="1.1",
+        varying_target="per_target",
         summary=(
             "Residual encoder-decoder CNN: 5 unpadded 5x5 convolutions and 5 transposed convolutions with "
             "3 shortcut connections (the input is added to the output), ReLU, MSE loss, Adam; trained on "
@@ -292,6 +295,7 @@ class ResViT(_PairedRegressor):
     card = MethodCard(
         name="resvit",
         version="1.0",
+        varying_target="per_target",
         summary=(
             "CNN encoder (x4 downsampling) -> residual CNN blocks in the bottleneck, with transformer "
             "modules (patch embedding, MONAI TransformerBlocks, un-embedding, 1x1 fusion with the CNN "

@@ -14,6 +14,7 @@ _ADAPTERS = {
     "pattern": "cmsbench.tasks.adapters.custom:PatternAdapter",
     "ixi_sr": "cmsbench.tasks.adapters.superres:IxiSuperResAdapter",
     "brats_gbca": "cmsbench.tasks.adapters.gbca:BratsGbcaAdapter",
+    "brats_missing": "cmsbench.tasks.adapters.brats_missing:BratsMissingAdapter",
 }
 
 
