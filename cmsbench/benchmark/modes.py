@@ -8,6 +8,7 @@ and how that was checked (``verified``); both go into every record scored with i
 from __future__ import annotations
 
 from cmsbench.benchmark import compat
+from cmsbench.benchmark.downstream import mode_scores
 from cmsbench.benchmark.metrics.api import Mode
 
 _HIGHER = ("psnr", "ssim", "msssim", "ms_ssim")
@@ -67,3 +68,34 @@ LDCT_BENCHMARK = Mode(
     "(7x9 to 128x128 slices, 2-6 slices, one with an identical slice: PSNR inf), each window as the exam type: max "
     "relative difference SSIM 0, PSNR 2.5e-16, RMSE 0",
     directions=_directions("rmse", *(f"{k}_{w}" for k in ("psnr", "ssim") for w in ("abdomen", "chest", "head"))))
+
+# ------------------------------------------------------ segmentation modes (need --downstream and a segmenter)
+BRASYN2023 = Mode(
+    "brasyn2023", "BraSyn 2023/2024: BraSyn SSIM in and outside the tumour, and BraTS 2023 lesion-wise Dice / "
+    "HD95 on WT/TC/ET of a segmenter given 3 real + 1 synthetic sequence (--downstream)", compat.brasyn,
+    source=compat.BRASYN_SOURCE + "; lesion-wise: github.com/rachitsaluja/BraTS-2023-Metrics metrics.py @ "
+    "43c905242b2eecf421d4ab2da7af8ece9777d322",
+    verified="image part: as mode 'brasyn'; lesion-wise part equal to the official metrics.py run beside it on "
+    "constructed label maps (tests/official, frozen outputs in tests/official/frozen/brats2023_lesionwise.json). The "
+    "challenge's segmenters (FeTS consensus 2023, nnU-Net 2024) are not shipped: give yours with --segmenter",
+    directions={"ssim": "higher", "lesionwise_dice": "higher", "lesionwise_hd95": "lower", "dice_drop": "lower"},
+    downstream=mode_scores.brasyn2023)
+BRASYN2025 = Mode(
+    "brasyn2025", "BraSyn 2025: BraSyn SSIM, and Dice / HD95 (voxels) per label 1/2/3 of a segmenter given 3 real "
+    "+ 1 synthetic sequence (--downstream)", compat.brasyn,
+    source=compat.BRASYN_SOURCE + "; segmentation: github.com/hongweilibran/BraSyn_tutorial "
+    "get_segmentation_metric.py @ ab4395084eb160a220e352ef7901551745a46bbe",
+    verified="segmentation part equal to the tutorial's get_segmentation_metric.py run beside it (tests/official, "
+    "frozen outputs in tests/official/frozen/brasyn2025_seg.json) on constructed label maps; image part as mode "
+    "'brasyn'",
+    directions={"ssim": "higher", "dice": "higher", "hd95": "lower"}, downstream=mode_scores.brasyn2025)
+SYNTHRAD2025_SEG = Mode(
+    "synthrad2025_seg", "SynthRAD2025: MAE / PSNR / MS-SSIM in the body, and Dice / HD95 of a segmenter's output on "
+    "the synthetic CT against its output on the real CT (--downstream, e.g. TotalSegmentator through --segmenter "
+    "command)", compat.synthrad2025,
+    source=compat.SYNTHRAD2025_SOURCE + "; segmentation_metrics.py @ 17cac47b6288fcb66c5818c9d50eb9534d613fa2",
+    verified="image part as mode 'synthrad2025'; segmentation part equal to MONAI's DiceMetric / "
+    "HausdorffDistanceMetric called as the official segmentation_metrics.py loop calls them "
+    "(tests/test_downstream_conventions.py, constructed label maps); not run beside the official script itself",
+    directions={**_directions("mae", "psnr", "msssim", "ms_ssim"), "seg_dice": "higher", "seg_hd95": "lower"},
+    downstream=mode_scores.synthrad2025_seg)

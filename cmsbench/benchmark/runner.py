@@ -105,6 +105,9 @@ class RunConfig:
     prefetch: bool = True
     case_timeout_s: float | None = DEFAULT_CASE_TIMEOUT_S  # per-case limit on predict (None: no limit)
     thumbnails: int = 3  # test cases (first in sorted order) drawn as small PNGs beside the record (0: none)
+    downstream: bool = False  # also segment real and synthetic images and score the segmentations
+    segmenter: str | None = None  # the segmenter for --downstream (default: the built-in segresnet)
+    segmenter_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -183,6 +186,7 @@ class ResolvedRun:
     options: dict[str, Any]
     dataset: Dataset
     identity: RunIdentity
+    downstream: Any = None  # a DownstreamScorer when --downstream
 
     @property
     def path(self) -> Path:
@@ -211,6 +215,7 @@ def resolve_run(config: RunConfig, *, dataset: Dataset | None = None) -> Resolve
 
     task = resolve_task(config)
     validate_names(task, config.mode)
+    downstream = resolve_downstream(config.downstream, config.segmenter, config.segmenter_options, config.mode)
     method_cls = get_method_class(config.method)
     check_varying_target(method_cls.card, task)  # a varying-target task needs a method that says how it serves it
     options = dict(method_cls(**config.options).options)  # validates options; full options incl. defaults
@@ -229,8 +234,38 @@ def resolve_run(config: RunConfig, *, dataset: Dataset | None = None) -> Resolve
         split_hash=dataset.split.test_hash, data_fingerprint=dataset.fingerprint(("train", "val")),
         samples=config.samples,
         mode=config.mode, max_cases=config.max_cases,
+        downstream=downstream.label() if downstream is not None else None,
     )
-    return ResolvedRun(config, task, method_cls, options, dataset, identity)
+    return ResolvedRun(config, task, method_cls, options, dataset, identity, downstream)
+
+
+def resolve_downstream(enabled: bool, segmenter: str | None, segmenter_options: Mapping[str, Any] | None,
+                       mode: str) -> Any:
+    """The :class:`~cmsbench.benchmark.downstream.scoring.DownstreamScorer` of ``--downstream`` (None without
+    it); the segmenter name and options are checked here, before any work. A mode that scores segmentations
+    (``brasyn2023`` ...) without ``--downstream`` is an error."""
+    from cmsbench.benchmark.metrics.registry import get_mode
+
+    if not enabled:
+        if segmenter or segmenter_options:
+            raise CmsbenchError("--segmenter / --segmenter-option need --downstream (they choose the segmenter "
+                                "of the downstream metrics)")
+        if get_mode(mode).downstream is not None:
+            raise CmsbenchError(f"scoring mode {mode!r} scores what a segmenter does with the synthetic "
+                                f"image: add --downstream (and --segmenter NAME for a model of your own)")
+        return None
+    from cmsbench.benchmark.downstream.scoring import DEFAULT_SEGMENTER, DownstreamScorer
+    from cmsbench.benchmark.downstream.segmenters import get_segmenter
+
+    return DownstreamScorer(get_segmenter(segmenter or DEFAULT_SEGMENTER, **dict(segmenter_options or {})))
+
+
+def prepare_downstream(downstream: Any, dataset: Dataset, *, seed: int, device: str,
+                       progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+    """Train (or load) the downstream segmenter on the TRAIN split's real images; its recorded identity."""
+    downstream.prepare(LazyCases(dataset, dataset.case_ids("train")), seed=seed, device=device,
+                       data_fingerprint=dataset.fingerprint(("train",)), progress=progress)
+    return downstream.identity()
 
 
 def _fit(resolved: ResolvedRun, device: str) -> tuple[Method, dict[str, Any]]:
@@ -335,11 +370,13 @@ class Prefetcher:
             self.pool = None
 
 
-def run(config: RunConfig, progress: Callable[[int, int, str], None] | None = None) -> RunOutcome:
+def run(config: RunConfig, progress: Callable[[int, int, str], None] | None = None,
+        stage_progress: Callable[[str, int, int], None] | None = None) -> RunOutcome:
     """Run one (task, method, seed) and return the record; resumes an interrupted run of the same config.
 
     One process writes a record at a time (:class:`~cmsbench.results.lock.RecordLock`): a second run of the
-    same configuration waits, then finishes only what is missing.
+    same configuration waits, then finishes only what is missing. ``progress(done, total, case)`` follows
+    the test cases, ``stage_progress(stage, done, total)`` longer stages (training the downstream segmenter).
     """
     device = resolve_device(config.device)
     t0 = time.perf_counter()
@@ -356,11 +393,12 @@ def run(config: RunConfig, progress: Callable[[int, int, str], None] | None = No
     with RecordLock(path) as lock:
         if lock.waited_s:
             log.warning("the other run of %s finished after %.0f s; continuing from its record", path, lock.waited_s)
-        return _run_locked(resolved, path, test_ids, device, t0, load_s, progress)
+        return _run_locked(resolved, path, test_ids, device, t0, load_s, progress, stage_progress)
 
 
 def _run_locked(resolved: ResolvedRun, path: Path, test_ids: list[str], device: str, t0: float, load_s: float,
-                progress: Callable[[int, int, str], None] | None) -> RunOutcome:
+                progress: Callable[[int, int, str], None] | None,
+                stage_progress: Callable[[str, int, int], None] | None = None) -> RunOutcome:
     from cmsbench.benchmark.setmetrics import SetMetricCollector
     from cmsbench.benchmark.timing import peak_memory
 
@@ -398,6 +436,8 @@ def _run_locked(resolved: ResolvedRun, path: Path, test_ids: list[str], device: 
     record.status = "running"
     record.timing.update({"load_s": load_s, "fit_s": fit_info["fit_s"], "fit_cached": fit_info["cached"]})
     record.fitted_state = fit_info["state_dir"]
+    if resolved.downstream is not None:
+        _prepare_downstream(resolved, record, device, stage_progress)
     record.write(path)
 
     pred_dir = path.with_suffix("").with_name(f"{record.run_id}_predictions")
@@ -423,6 +463,30 @@ def _run_locked(resolved: ResolvedRun, path: Path, test_ids: list[str], device: 
     record.timing["total_s"] = float(record.timing.get("total_s", 0.0)) + (time.perf_counter() - t0)
     record.write(path)
     return RunOutcome(path, record)
+
+
+def _prepare_downstream(resolved: ResolvedRun, record: RunRecord, device: str,
+                        stage_progress: Callable[[str, int, int], None] | None) -> None:
+    """Ready the downstream segmenter; when that fails the run goes on with image metrics only (recorded)."""
+    t = time.perf_counter()
+    try:
+        record.scoring.downstream = prepare_downstream(resolved.downstream, resolved.dataset, seed=resolved.config.seed,
+                                                       device=device, progress=stage_progress)
+    except CmsbenchError as exc:
+        log.error("downstream metrics are off for this run: %s", exc)
+        record.problems = [*record.problems, f"downstream segmenter unavailable, no downstream metrics: {exc}"]
+        resolved.downstream = None
+        return
+    record.timing["segmenter_prepare_s"] = time.perf_counter() - t
+
+
+def downstream_segmentation(downstream: Any, case: Case, prediction: Volume, case_digest: str | None,
+                            timing: dict[str, float]) -> Any:
+    """Segment a case for the downstream metrics and record the segmentation times in ``timing``."""
+    seg = downstream.segment(case, prediction, case_digest=case_digest)
+    timing["segment_s"] = float(seg.seconds.get("synthetic", 0.0))
+    timing["segment_real_s"] = float(seg.seconds.get("real", 0.0))
+    return seg
 
 
 def stale_cases(record: RunRecord, dataset: Dataset) -> list[str]:
@@ -469,10 +533,15 @@ def _run_case(index: int, case_id: str, prefetch: Prefetcher, method: Method, re
         stack = np.stack([np.asarray(p.data, dtype=np.float32) for p in predictions])
         prediction = prediction.with_data(stack.mean(axis=0))
         extra["sample_spread"] = float(np.mean(stack.std(axis=0)))
+    segmentation = None
+    if resolved.downstream is not None:
+        segmentation = downstream_segmentation(resolved.downstream, case, prediction,
+                                               resolved.dataset.case_digest(case_id), timing)
     try:
         t = time.perf_counter()
         score = score_case(np.asarray(case.target.data), np.asarray(prediction.data), case.masks, task,
-                           mode=config.mode, case_id=case_id, metadata=case.metadata, device=device)
+                           mode=config.mode, case_id=case_id, metadata=case.metadata, device=device,
+                           segmentation=segmentation)
         timing["score_s"] = time.perf_counter() - t
     except CmsbenchError as exc:
         return CaseRecord(status="failed", stage="score", error=str(exc), timing=timing)

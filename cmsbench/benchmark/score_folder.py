@@ -12,6 +12,10 @@ Predictions are ``<case_id>.nii.gz`` (or ``.nii``) on the target's grid.
 - A prediction whose median in the task's main region differs from the target's by more than a factor
   :data:`SCALE_WARNING_FACTOR` gets a warning naming the case and the likely cause.
 
+With ``downstream`` the segmenter (default: the built-in ``segresnet``, trained on the task's train split
+or loaded from its cache) segments each test case's real images and the images with the prediction
+substituted, and the segmentation metrics are added (:mod:`cmsbench.benchmark.downstream`).
+
 The result is a record (method ``external:<folder name>``) that the leaderboard reads like any other.
 """
 
@@ -74,11 +78,20 @@ def _scale_warning(case_id: str, target: np.ndarray, prediction: np.ndarray, mas
 
 def score_folder(task_name: str, predictions: Path, *, data_root: str | None = None, mode: str = "default",
                  out: Path | None = None, prediction_units: str = "dataset",
-                 split: str = "default") -> ScoreFolderResult:
+                 split: str = "default", downstream: bool = False, segmenter: str | None = None,
+                 segmenter_options: dict | None = None, seed: int = 0, device: str = "cpu",
+                 stage_progress=None) -> ScoreFolderResult:
     """Score ``predictions`` against ``task``'s test split; see the module docstring."""
     from cmsbench.benchmark.metrics.regions import build_region
     from cmsbench.benchmark.metrics.registry import validate_names
-    from cmsbench.benchmark.runner import Prefetcher, case_entry, new_record
+    from cmsbench.benchmark.runner import (
+        Prefetcher,
+        case_entry,
+        downstream_segmentation,
+        new_record,
+        prepare_downstream,
+        resolve_downstream,
+    )
     from cmsbench.benchmark.scorer import score_case
 
     if prediction_units == "raw":  # the 0.1 spelling
@@ -87,6 +100,7 @@ def score_folder(task_name: str, predictions: Path, *, data_root: str | None = N
         raise CmsbenchError(f"unknown prediction units {prediction_units!r}; use one of {PREDICTION_UNITS}")
     task = get_task(task_name).with_split(split)
     validate_names(task, mode)
+    scorer = resolve_downstream(downstream, segmenter, segmenter_options, mode)
     if not predictions.is_dir():
         raise DataError(f"predictions folder {predictions} does not exist")
     root, _ = resolve_data_root(task, data_root)
@@ -110,12 +124,17 @@ def score_folder(task_name: str, predictions: Path, *, data_root: str | None = N
     identity = RunIdentity(task=task.name, task_fingerprint=task.fingerprint(), method=label, method_version="",
                            options={"predictions": str(predictions.resolve()), "prediction_units": prediction_units},
                            seed=None, split_hash=dataset.split.test_hash, data_fingerprint=dataset.fingerprint(),
-                           mode=mode)
+                           mode=mode, downstream=scorer.label() if scorer is not None else None)
     record = new_record(task, dataset, identity,
                         {"name": label, "version": "", "options": {}, "card": {"summary": f"predictions from {predictions}"},
                          "entry": str(predictions)}, split_variant=split, device="cpu",
                         prediction_units=prediction_units)
     problems: list[str] = []
+    if scorer is not None:
+        t = time.perf_counter()
+        record.scoring.downstream = prepare_downstream(scorer, dataset, seed=seed, device=device,
+                                                       progress=stage_progress)
+        record.timing["segmenter_prepare_s"] = time.perf_counter() - t
     present = [cid for cid in test_ids if cid in files and cid not in ambiguous]
     for cid in test_ids:
         if cid in ambiguous:
@@ -152,8 +171,13 @@ def score_folder(task_name: str, predictions: Path, *, data_root: str | None = N
                 t0 = time.perf_counter()
                 case, target, data, warn = prefetch.get(index)
                 timing["load_s"] = time.perf_counter() - t0
+                segmentation = None
+                if scorer is not None:
+                    segmentation = downstream_segmentation(scorer, case, case.target.with_data(data),
+                                                           dataset.case_digest(cid), timing)
                 t1 = time.perf_counter()
-                score = score_case(target, data, case.masks, task, mode=mode, case_id=cid, metadata=case.metadata)
+                score = score_case(target, data, case.masks, task, mode=mode, case_id=cid, metadata=case.metadata,
+                                   segmentation=segmentation)
                 timing["score_s"] = time.perf_counter() - t1
                 entry = case_entry(score, timing, record)
                 if warn:

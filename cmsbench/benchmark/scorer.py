@@ -171,6 +171,8 @@ def score_case(
     metadata: dict | None = None,
     device: str = "cpu",
     ssim_config=None,
+    segmentation=None,
+    downstream_metrics=None,
 ) -> CaseScore:
     """Score one case. See the module docstring for the default conventions.
 
@@ -185,6 +187,10 @@ def score_case(
         device: torch device for the SSIM map (``"cpu"``, ``"cuda"``).
         ssim_config: an :class:`~cmsbench.benchmark.metrics.ssim.SSIMConfig` overriding the default
             Gaussian 3D flavour (e.g. ``SKIMAGE_DEFAULT`` or ``spatial_dims=2``).
+        segmentation: downstream scoring: the case's
+            :class:`~cmsbench.benchmark.downstream.scoring.SegmentationResult`; the segmentation metrics
+            (``downstream_metrics``, default the mode's downstream convention or
+            :data:`~cmsbench.benchmark.downstream.scoring.DEFAULT_METRICS`) are added in regions wt/tc/et.
     Raises:
         MetricError: shape mismatch, non-finite values, missing data range or required mask.
         UnknownNameError: unknown mode or metric (with "did you mean").
@@ -194,9 +200,9 @@ def score_case(
         raise _unknown("scoring mode", mode, modes)
     masks = dict(masks or {})
     t, p = _check_inputs(target, prediction, masks, case_id)
-    if mode != "default":
-        from cmsbench.benchmark.metrics.registry import get_mode
+    from cmsbench.benchmark.metrics.registry import get_mode
 
+    if mode != "default" and get_mode(mode).score is not None:
         res = get_mode(mode).score(t, p, masks, task, metadata or {}, case_id, device)
         values, reasons = {}, dict(res.nan_reasons)
         for region, ms in res.values.items():
@@ -207,10 +213,54 @@ def score_case(
                     reasons.setdefault(f"{region}/{metric}", "undefined")
                 else:
                     values[region][metric] = float(v)
-        return CaseScore(
+        out = CaseScore(
             case_id, mode, task.name, task.version, {"mode": mode, **res.convention}, values, reasons, res.lesions
         )
-    return _score_default(t, p, masks, task, case_id, metadata or {}, device, ssim_config)
+    else:
+        out = _score_default(t, p, masks, task, case_id, metadata or {}, device, ssim_config)
+    if segmentation is not None:
+        _add_segmentation(out, t, p, masks, task, mode, segmentation, downstream_metrics, case_id, device)
+    return out
+
+
+def _add_segmentation(score: CaseScore, t, p, masks, task, mode, segmentation, names, case_id, device) -> None:
+    """Add the downstream values of ``segmentation`` to ``score`` (a mode's own convention when it has one)."""
+    from cmsbench.benchmark.downstream.scoring import DEFAULT_METRICS, SEGMENTATION_REGIONS
+    from cmsbench.benchmark.metrics.api import CaseContext, MetricUndefined
+    from cmsbench.benchmark.metrics.registry import get_metric, get_mode
+
+    mode_obj = get_mode(mode)
+    if mode_obj.downstream is not None and not names:
+        res = mode_obj.downstream(segmentation)
+        for region, ms in res.values.items():
+            for metric, v in ms.items():
+                ok = v is not None and not (isinstance(v, float) and math.isnan(v))
+                score.values.setdefault(region, {})[metric] = float(v) if ok else None
+                if not ok:
+                    score.nan_reasons.setdefault(f"{region}/{metric}", res.nan_reasons.get(f"{region}/{metric}",
+                                                                                          "undefined"))
+        score.convention["downstream"] = res.convention
+        return
+    metrics = [get_metric(n) for n in (names or DEFAULT_METRICS)]
+    ctx = CaseContext(t, p, masks, task, case_id=case_id, device=device, want_ssim=False)
+    ctx.segmentation = segmentation
+    for region in SEGMENTATION_REGIONS:
+        out = score.values.setdefault(region, {})
+        for metric in metrics:
+            try:
+                v = float(metric.compute(ctx, region))
+                reason = None if not math.isnan(v) else "undefined"
+            except MetricUndefined as exc:
+                v, reason = float("nan"), exc.reason
+            except MetricError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a plugin metric that raises: NaN with the reason
+                v, reason = float("nan"), f"metric {metric.name!r} raised {type(exc).__name__}: {exc}"
+            out[metric.name] = None if reason else v
+            if reason:
+                score.nan_reasons[f"{region}/{metric.name}"] = reason
+    score.convention["downstream"] = {"metrics": [m.name for m in metrics], "regions": list(SEGMENTATION_REGIONS),
+                                      "reference": segmentation.reference, "convention": metrics[0].convention}
 
 
 
@@ -348,13 +398,15 @@ def _score_default(t, p, masks, task, case_id, metadata, device, ssim_config) ->
 
 def metric_infos(task, mode: str = "default", names=None) -> dict[str, dict[str, Any]]:
     """What a record stores about each metric it holds: direction, level, convention, version, source."""
-    from cmsbench.benchmark.metrics.registry import direction_of, get_metric, metric_source
+    from cmsbench.benchmark.metrics.registry import direction_of, get_metric, is_registered, metric_source
 
     out: dict[str, dict[str, Any]] = {}
     if mode == "default" and task is not None:
         for name in task.metrics:
             out[name] = get_metric(name).info(metric_source(name))
     for name in names or ():
+        if name not in out and mode == "default" and is_registered(name):
+            out[name] = get_metric(name).info(metric_source(name))  # a downstream metric added to the task's
         if name not in out:
             out[name] = {"direction": direction_of(name, mode), "level": "case", "version": "1",
                          "source": f"mode {mode}", "convention": f"as computed by mode {mode!r}"}

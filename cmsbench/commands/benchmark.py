@@ -39,6 +39,35 @@ def format_run_table(record: RunRecord) -> str:
     return out
 
 
+class StageBars:
+    """tqdm bars for long stages (``stage_progress(stage, done, total)``): one bar per stage name."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.bars, self.current = quiet, {}, None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if stage not in self.bars:
+            self.bars[stage] = tqdm(total=total, desc=stage, unit="step", file=sys.stderr)
+        bar = self.bars[stage]
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _downstream_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {"downstream": args.downstream, "segmenter": args.segmenter,
+            "segmenter_options": parse_assignments(args.segmenter_option)}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from cmsbench.benchmark.runner import RunConfig, run
 
@@ -49,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         samples=args.samples, max_cases=args.max_cases, refit=args.refit,
         metrics=tuple(args.metric or ()), regions=tuple(args.region or ()),
         case_timeout_s=args.case_timeout if args.case_timeout and args.case_timeout > 0 else None,
-        thumbnails=max(0, args.thumbnails),
+        thumbnails=max(0, args.thumbnails), **_downstream_args(args),
     )
     bar = None
 
@@ -65,7 +94,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(case_id)
         bar.refresh()
 
-    outcome = run(config, progress=progress)
+    stages = StageBars(args.quiet)
+    try:
+        outcome = run(config, progress=progress, stage_progress=stages)
+    finally:
+        stages.close()
     if bar is not None:
         bar.close()
     rec = outcome.record
@@ -117,11 +150,17 @@ def cmd_check_method(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from cmsbench.benchmark.environment import resolve_device
     from cmsbench.benchmark.score_folder import score_folder
 
-    result = score_folder(args.task, Path(args.predictions), data_root=args.data_root, mode=args.mode,
-                          out=Path(args.out) if args.out else None, prediction_units=args.prediction_units,
-                          split=args.split)
+    stages = StageBars(getattr(args, "quiet", False))
+    try:
+        result = score_folder(args.task, Path(args.predictions), data_root=args.data_root, mode=args.mode,
+                              out=Path(args.out) if args.out else None, prediction_units=args.prediction_units,
+                              split=args.split, seed=args.seed, device=resolve_device(args.device),
+                              stage_progress=stages, **_downstream_args(args))
+    finally:
+        stages.close()
     _out(format_run_table(result.record))
     if result.out:
         _out(f"scores: {result.out}")
@@ -223,6 +262,19 @@ def cmd_modes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_downstream_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--downstream", action="store_true",
+                   help="also segment each test case's real images and the images with the synthetic target, and "
+                        "score the segmentations (Dice / HD95 on WT, TC, ET and their drop; the segmenter trains on "
+                        "the task's train split once and is cached)")
+    p.add_argument("--segmenter", default=None, metavar="NAME",
+                   help="the downstream segmenter (default segresnet; 'command' for your own model; any installed "
+                        "cmsbench.segmenters plugin)")
+    p.add_argument("--segmenter-option", action="append", metavar="KEY=VALUE",
+                   help="segmenter option, e.g. preset=gpu, or for 'command': command='{python} seg.py {input_dir} "
+                        "{output_dir}' and files=seg.py")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the benchmark sub-commands to the ``cmsbench`` parser."""
     p = sub.add_parser("run", help="fit, predict, score one method on one task and write a result record")
@@ -246,6 +298,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="per-case limit on predict; a case over it fails and the run goes on (0: none; default 3600)")
     p.add_argument("--metric", action="append", metavar="NAME", help="extra registered metric to score (repeatable)")
     p.add_argument("--region", action="append", metavar="NAME", help="extra registered region to score (repeatable)")
+    _add_downstream_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
@@ -287,6 +340,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "divided by the ground truth's normalisation divisor, like the target); 'task': already in "
                         "the task's units ('raw' is an old name of 'dataset')")
     p.add_argument("--out", default=None, help="JSON file for the per-case score records")
+    _add_downstream_arguments(p)
+    p.add_argument("--seed", type=int, default=0, help="seed of the downstream segmenter's training")
+    p.add_argument("--device", default="auto", help="device of the downstream segmenter: auto, cpu, cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("metrics", help="list the registered metrics with direction and convention")

@@ -103,6 +103,9 @@ class Scoring(BaseModel):
     convention: Any = None
     metrics: dict[str, MetricInfo] = Field(default_factory=dict)
     prediction_units: str | None = None
+    #: the segmenter behind the downstream metrics (``--downstream``): its identity with the SHA-256 of
+    #: its files (command segmenters), its fit key (learned ones) and its digest; None without downstream
+    downstream: dict[str, Any] | None = None
 
 
 class RunIdentity(BaseModel):
@@ -120,6 +123,7 @@ class RunIdentity(BaseModel):
     samples: int = 1
     mode: str = "default"
     max_cases: int | None = None
+    downstream: str | None = None  # "segmenter name:config digest" when downstream metrics are scored
 
     def run_id(self) -> str:
         """The 16-hex-digit digest naming the record file."""

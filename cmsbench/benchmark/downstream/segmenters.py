@@ -216,6 +216,8 @@ class CommandSegmenter(Segmenter):
             raise SegmenterError("{case_id} in the command needs per_case=True (one run per case)")
         self.name, self.version = name, version
         self.args = args
+        if isinstance(files, (str, Path)):  # one path (e.g. --segmenter-option files=seg.py); commas separate several
+            files = [f for f in str(files).split(",") if f]
         self.files = [Path(f).expanduser().resolve() for f in files]
         self.pinned = pin_files(self.files)
         self.channels = tuple(channels) if channels is not None else None

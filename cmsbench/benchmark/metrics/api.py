@@ -62,6 +62,10 @@ class Needs:
         dims: ``"3d"`` (volumes) or ``"2d"`` (slices).
         device: whether it runs on the torch device given to the scorer (GPU when available).
         lesion_regions_only: computed only in lesion regions (``lesion`` and its sub-regions).
+        segmentation: a downstream metric: it reads the case's segmentations (``ctx.segmentation``, a
+            :class:`~cmsbench.benchmark.downstream.scoring.SegmentationResult`), is computed only when
+            downstream scoring is on (``--downstream``) and only in the segmentation regions ``wt``,
+            ``tc``, ``et``.
     """
 
     data_range: bool = False
@@ -69,6 +73,7 @@ class Needs:
     dims: Literal["3d", "2d"] = "3d"
     device: bool = False
     lesion_regions_only: bool = False
+    segmentation: bool = False
 
     def describe(self) -> str:
         parts = [self.dims]
@@ -79,6 +84,8 @@ class Needs:
             parts.append("device")
         if self.lesion_regions_only:
             parts.append("lesion regions only")
+        if self.segmentation:
+            parts.append("segmentations (--downstream), regions wt/tc/et")
         return ", ".join(parts)
 
 
@@ -157,6 +164,9 @@ class Mode:
 
     ``score(target, prediction, masks, task, metadata, case_id, device) -> ModeResult``; ``source`` names
     the official code it reproduces (repository, path, commit) and ``verified`` says how it was checked.
+    ``downstream(segmentation) -> ModeResult`` (optional): the mode's convention for segmentations
+    (``--downstream``), given a :class:`~cmsbench.benchmark.downstream.scoring.SegmentationResult`;
+    ``score`` None: the task's own image scoring with that downstream convention.
     """
 
     name: str
@@ -165,6 +175,7 @@ class Mode:
     source: str = ""
     verified: str = ""
     directions: dict[str, Direction] = field(default_factory=dict)
+    downstream: Callable[[Any], Any] | None = None
 
 
 class CaseContext:
@@ -192,6 +203,7 @@ class CaseContext:
         self.region_masks: dict[str, np.ndarray | None] = dict(region_masks or {})
         self.want_ssim = want_ssim
         self.cache: dict[Any, Any] = {}
+        self.segmentation: Any = None  # a SegmentationResult when downstream scoring is on
         dr = task.data_range
         self.data_range = dr
         self.window: tuple[float, float] | None = None

@@ -13,7 +13,8 @@ from cmsbench.registry import Registry, did_you_mean
 
 BUILTIN_MODES = {
     name: f"cmsbench.benchmark.modes:{name.upper()}"
-    for name in ("default", "synthrad2023", "synthrad2025", "brasyn", "brats_inpainting", "udpet", "ldct_benchmark")
+    for name in ("default", "synthrad2023", "synthrad2025", "brasyn", "brats_inpainting", "udpet", "ldct_benchmark",
+                 "brasyn2023", "brasyn2025", "synthrad2025_seg")
 }
 
 METRICS: Registry[Metric] = Registry("cmsbench.metrics", "metric", BUILTIN_METRICS)
