@@ -66,6 +66,18 @@ def test_command_segmenter_is_pinned_in_the_record_and_a_changed_script_segments
     assert [c.scores["wt"]["seg_dice_real"] for c in second.cases.values()] == \
         [c.scores["wt"]["seg_dice_real"] for c in first.cases.values()]
 
+    # the tables rank by a downstream metric on request
+    from cmsbench.leaderboard.aggregate import load_boards
+    from cmsbench.leaderboard.tables import publication_table
+
+    (board,) = load_boards(tmp_path / "res")
+    assert board.main_metric == "psnr"
+    board.set_rank_by("seg_dice_drop")
+    assert (board.main_region, board.main_metric) == ("wt", "seg_dice_drop")
+    assert publication_table(board).header[1].startswith("SEG_DICE_DROP (wt)")
+    board.set_rank_by("no_such_metric")
+    assert board.main_metric == "psnr" and "not scored" in board.notes[-1]
+
     # changed bytes (another threshold): another digest, another run, segmented again
     _script(tmp_path, threshold=1.2)
     third = run(_config(brats_tiny, tmp_path / "res", script)).record

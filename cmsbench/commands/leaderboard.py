@@ -22,6 +22,8 @@ def _boards(args: argparse.Namespace) -> list:
     from cmsbench.leaderboard.aggregate import load_result_boards
 
     boards, loaded = load_result_boards(*_folders(args), task=args.task)
+    for board in boards:
+        board.set_rank_by(getattr(args, "rank_by", None))
     for skipped in loaded.skipped:
         sys.stderr.write(f"skipped {skipped.path}: {skipped.reason}\n")
     if not boards:
@@ -61,6 +63,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_rank_by(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rank-by", default=None, metavar="METRIC[@REGION]",
+                   help="the metric the tables rank by instead of the task's main metric, e.g. seg_dice_drop@wt "
+                        "(region default: the main region if scored there, else the first region that has it)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the leaderboard sub-commands to the ``cmsbench`` parser."""
     p = sub.add_parser("leaderboard", help="render a static HTML leaderboard site from result records")
@@ -75,6 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="test cases shown per method: the runs' thumbnails, or grids drawn from saved predictions (0: no pictures)",
     )
+    _add_rank_by(p)
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("table", help="print a publication table (Markdown, LaTeX, CSV or text) for one task")
@@ -86,6 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--ci", choices=("pm", "interval"), default="pm", help="CI as ± half-width (pm) or [lo, hi] (interval)"
     )
+    _add_rank_by(p)
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("export", help="export every record's per-case scores as one long CSV or Parquet table")

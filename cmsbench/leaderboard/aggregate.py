@@ -707,6 +707,8 @@ class Board:
     main: bool = True
     reason: str | None = None  # why this table is shown apart from the task's main table
     notes: list[str] = field(default_factory=list)
+    #: ``--rank-by``: (region or None, metric) the table ranks by instead of the task's main metric
+    rank_by: tuple[str | None, str] | None = None
     _cache: dict[tuple[str, str], MetricBoard] = field(default_factory=dict, repr=False)
 
     @property
@@ -735,19 +737,51 @@ class Board:
     def higher_is_better(self, metric: str) -> bool | None:
         return higher_is_better(metric, self.directions)
 
+    def _ranked_pair(self) -> tuple[str, str] | None:
+        """The (region, metric) of ``rank_by`` when the board scored it (region None: the task's main region
+        if the metric is there, else the first region that has it)."""
+        if self.rank_by is None:
+            return None
+        region, metric = self.rank_by
+        pairs = self.regions_metrics()
+        if region is not None:
+            return (region, metric) if (region, metric) in pairs else None
+        wanted = self.spec.get("main_region")
+        if (wanted, metric) in pairs:
+            return wanted, metric
+        return next(((r, m) for r, m in pairs if m == metric), None)
+
     @property
     def main_region(self) -> str:
-        """The task's main region if it was scored, else the first scored region."""
+        """The ``rank_by`` region, else the task's main region if it was scored, else the first scored region."""
+        ranked = self._ranked_pair()
+        if ranked is not None:
+            return ranked[0]
         scored = self.regions()
         wanted = self.spec.get("main_region") or (self.spec.get("regions") or [None])[0]
         return wanted if wanted in scored else scored[0]
 
     @property
     def main_metric(self) -> str:
-        """The task's main metric if it was scored in the main region, else the first one there."""
+        """The ``rank_by`` metric, else the task's main metric if it was scored in the main region, else the
+        first one there."""
+        ranked = self._ranked_pair()
+        if ranked is not None:
+            return ranked[1]
         scored = [m for r, m in self.regions_metrics() if r == self.main_region]
         wanted = self.spec.get("main_metric")
         return wanted if wanted in scored else scored[0]
+
+    def set_rank_by(self, spec: str | None) -> None:
+        """``--rank-by METRIC[@REGION]``; a board that did not score it keeps its main metric (with a note)."""
+        if not spec:
+            return
+        metric, _, region = spec.partition("@")
+        self.rank_by = (region or None, metric)
+        self._cache.clear()
+        if self._ranked_pair() is None:
+            self.notes.append(f"--rank-by {spec}: not scored on this table; ranked by its main metric")
+            self.rank_by = None
 
     def _distinct_pairs(self, of_record) -> list[tuple[str, str]]:
         """The (region, metric) pairs ``of_record`` finds in the board's records, first seen first."""
@@ -796,13 +830,14 @@ class Board:
 _STATUS_RANK = {"complete": 2, "complete_with_failures": 1}
 
 
-def _newest_first(item: tuple[Path | None, RunRecord]) -> tuple[bool, int, str, float]:
+def _newest_first(item: tuple[Path | None, RunRecord]) -> tuple[bool, int, bool, str, float]:
     path, rec = item
     try:
         mtime = path.stat().st_mtime if path is not None else 0.0
     except OSError:
         mtime = 0.0
-    return (not rec.partial, _STATUS_RANK.get(rec.status, 0), rec.created, mtime)
+    # a run with downstream metrics holds every image metric too: kept over one without
+    return (not rec.partial, _STATUS_RANK.get(rec.status, 0), rec.scoring.downstream is not None, rec.created, mtime)
 
 
 def build_boards(records: Iterable[tuple[Path | None, RunRecord | dict[str, Any]]],
