@@ -169,7 +169,10 @@ def test_operators_give_the_same_bytes_in_another_process(tmp_path: Path) -> Non
                        .data.tobytes()).hexdigest(),
         hashlib.sha256(degradation("contrast_dose", dose=0.2).apply(vol, seed=3, case_id="IXI002",
                                                                     others={"pre": pre}).data.tobytes()).hexdigest(),
+        hashlib.sha256(degradation("contrast_dose", version="1", dose=0.2).apply(
+            vol, seed=3, case_id="IXI002", others={"pre": pre}).data.tobytes()).hexdigest(),
     ]
+    assert len(set(here)) == 3
     code = textwrap.dedent(f"""
         import hashlib, numpy as np
         from cmsbench.tasks import Volume
@@ -181,6 +184,8 @@ def test_operators_give_the_same_bytes_in_another_process(tmp_path: Path) -> Non
                              .data.tobytes()).hexdigest())
         print(hashlib.sha256(degradation("contrast_dose", dose=0.2).apply(full, seed=3, case_id="IXI002",
                              others={{"pre": pre}}).data.tobytes()).hexdigest())
+        print(hashlib.sha256(degradation("contrast_dose", version="1", dose=0.2).apply(full, seed=3,
+                             case_id="IXI002", others={{"pre": pre}}).data.tobytes()).hexdigest())
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             env={"PYTHONHASHSEED": "12345", **__import__("os").environ})
@@ -229,25 +234,35 @@ def test_downsample_partial_blocks_and_linear_interpolation() -> None:
 
 
 # ---------------------------------------------------------------------------------------- contrast dose
-def _pre_full(sigma: float = 10.0, shape: tuple[int, int, int] = (48, 48, 12), seed: int = 1):
+def _pre_full(sigma: float = 10.0, shape: tuple[int, int, int] = (48, 48, 12), seed: int = 1,
+              sigma_pre: float | None = None):
+    """Synthetic pre-contrast and full-dose scans with known noise: (pre, full, pre_clean, full_clean, brain,
+    n_pre, n_full); the noises are those of the brain voxels (zero outside)."""
     g = np.mgrid[tuple(slice(0, s) for s in shape)].astype(np.float64)
     r = np.hypot(g[0] - shape[0] / 2, g[1] - shape[1] / 2)
     brain = r < 0.42 * shape[0]
     pre_clean = np.where(brain, 400 + 100 * np.sin(g[0] / 7) * np.cos(g[1] / 5), 0.0)
     full_clean = pre_clean + np.where(r < 6, 300.0, 0.0)  # an enhancing lesion
     rng = np.random.default_rng(seed)
-    pre = np.where(brain, pre_clean + rng.normal(0, sigma, shape), 0).astype(np.float32)
-    full = np.where(brain, full_clean + rng.normal(0, sigma, shape), 0).astype(np.float32)
-    return Volume(pre, AFFINE), Volume(full, AFFINE), pre_clean, full_clean, brain
+    n_pre = np.where(brain, rng.normal(0, sigma if sigma_pre is None else sigma_pre, shape), 0)
+    n_full = np.where(brain, rng.normal(0, sigma, shape), 0)
+    pre = (pre_clean + n_pre).astype(np.float32)
+    full = (full_clean + n_full).astype(np.float32)
+    return Volume(pre, AFFINE), Volume(full, AFFINE), pre_clean, full_clean, brain, n_pre, n_full
 
 
 def test_full_dose_without_noise_returns_the_full_dose_image() -> None:
     pre, full, *_ = _pre_full()
-    for noise in ("none", "matched"):
-        out = degradation("contrast_dose", dose=1.0, noise=noise).apply(full, seed=0, case_id="c", others={"pre": pre})
-        assert out.data.tobytes() == full.data.tobytes() and out.same_grid(full)
+    out = degradation("contrast_dose", dose=1.0, noise="none").apply(full, seed=0, case_id="c", others={"pre": pre})
+    assert out.data.tobytes() == full.data.tobytes() and out.same_grid(full)
     half = degradation("contrast_dose", dose=0.5, noise="none").apply(full, seed=0, case_id="c", others={"pre": pre})
     np.testing.assert_allclose(half.data, (pre.data.astype(np.float64) + full.data) / 2, rtol=1e-6)
+    # version 2 adds the low-dose scan's own noise even at full dose (a second acquisition); version 1 did not
+    again = degradation("contrast_dose", dose=1.0).apply(full, seed=0, case_id="c", others={"pre": pre})
+    inside = full.data != 0
+    assert (again.data - full.data)[inside].std() == pytest.approx(estimate_noise_sigma(full.data), rel=0.02)
+    v1 = degradation("contrast_dose", version="1", dose=1.0).apply(full, seed=0, case_id="c", others={"pre": pre})
+    assert v1.data.tobytes() == full.data.tobytes()
 
 
 def test_noise_estimator_recovers_a_known_sigma() -> None:
@@ -259,24 +274,56 @@ def test_noise_estimator_recovers_a_known_sigma() -> None:
         estimate_noise_sigma(np.zeros((10, 10, 4)))
 
 
-@pytest.mark.parametrize("dose", [0.1, 0.2, 0.33])
-def test_low_dose_noise_matches_the_image_noise_level(dose: float) -> None:
-    pre, full, pre_clean, full_clean, brain = _pre_full(sigma=10.0)
+@pytest.mark.parametrize(("dose", "sigma_pre"), [(0.1, 10.0), (0.33, 10.0), (0.1, 30.0), (0.2, 3.0)])
+def test_low_dose_noise_is_an_independent_acquisition_at_the_full_dose_level(dose: float, sigma_pre: float) -> None:
+    """Version 2: low - pre - dose (full - pre) is i.i.d. noise of the full-dose level, whatever the
+    pre-contrast noise, uncorrelated with the noise of either scan; dose scaling amplifies it by 1/dose."""
+    pre, full, pre_clean, full_clean, brain, n_pre, n_full = _pre_full(sigma=10.0, sigma_pre=sigma_pre)
     out = degradation("contrast_dose", dose=dose).apply(full, seed=0, case_id="c", others={"pre": pre})
-    residual = (out.data - ((1 - dose) * pre_clean + dose * full_clean))[brain]
+    p64, f64 = pre.data.astype(np.float64), full.data.astype(np.float64)
+    own = (out.data - (p64 + dose * (f64 - p64)))[brain]
     estimate = estimate_noise_sigma(full.data)
-    assert residual.std() == pytest.approx(estimate, rel=0.1)
-    assert residual.std() == pytest.approx(10.0, rel=0.1)
-    assert estimate_noise_sigma(out.data) == pytest.approx(estimate, rel=0.1)
-    assert abs(residual.mean()) < 1.0  # zero-mean noise
+    assert own.std() == pytest.approx(estimate, rel=0.02)  # exactly the estimate's level (float32 rounding aside)
+    assert own.std() == pytest.approx(10.0, rel=0.1)
+    assert abs(own.mean()) < 0.5
+    for shared in (n_pre[brain], n_full[brain]):
+        assert abs(np.corrcoef(own, shared)[0, 1]) < 0.03  # ~19 000 voxels: |r| of independent noise ~ 0.007
+    # the whole noise of the low dose: the shared residual (1 - dose) n_pre + dose n_full plus its own
+    total = (out.data - (pre_clean + dose * (full_clean - pre_clean)))[brain]
+    expected = np.sqrt((1 - dose) ** 2 * sigma_pre**2 + dose**2 * 100.0 + 100.0)
+    assert total.std() == pytest.approx(expected, rel=0.05)
+    # dose scaling returns full + own / dose: the target's noise reproduced, the own noise amplified 1/dose
+    scaled = p64 + (out.data.astype(np.float64) - p64) / dose
+    assert (scaled - f64)[brain].std() == pytest.approx(estimate / dose, rel=0.02)
+    # noise none: the linear model alone; a given sigma replaces the estimate; the background stays zero
     noiseless = degradation("contrast_dose", dose=dose, noise="none").apply(full, seed=0, case_id="c",
                                                                           others={"pre": pre})
-    assert ((noiseless.data - ((1 - dose) * pre_clean + dose * full_clean))[brain]).std() < 0.95 * 10.0
-    # a given sigma replaces the estimate; the skull-stripped background stays zero
+    np.testing.assert_allclose(noiseless.data, p64 + dose * (f64 - p64), atol=1e-3)
     given = degradation("contrast_dose", dose=dose, sigma=20.0).apply(full, seed=0, case_id="c", others={"pre": pre})
-    extra = (given.data - noiseless.data)[brain].std()
-    assert extra == pytest.approx(20.0 * np.sqrt(2 * dose * (1 - dose)), rel=0.1)
-    assert np.all(given.data[~brain] == 0)
+    assert (given.data - noiseless.data)[brain].std() == pytest.approx(20.0, rel=0.02)
+    assert np.all(given.data[~brain] == 0) and np.all(out.data[~brain] == 0)
+
+
+@pytest.mark.parametrize(("sigma_pre", "expected"), [(5.0, 10.0), (30.0, 0.9 * 30.0)])
+def test_version_1_stays_reachable_and_unchanged(sigma_pre: float, expected: float) -> None:
+    """Version 1 (specs naming operator_version "1"): noise only topping the combination up to the full-dose
+    level, none where the pre-contrast image is the noisier, exactly as defined in its convention."""
+    pre, full, pre_clean, full_clean, brain, *_ = _pre_full(sigma=10.0, sigma_pre=sigma_pre)
+    call = from_options({"operator": "contrast_dose", "operator_version": "1", "operator_params": {"dose": 0.1}})
+    assert call is not None and call.describe()["version"] == "1" and call.params["noise"] == "matched"
+    out = call.apply(full, seed=0, case_id="c", others={"pre": pre})
+    residual = (out.data - (0.9 * pre_clean + 0.1 * full_clean))[brain]
+    assert residual.std() == pytest.approx(expected, rel=0.1)
+    # its definition, recomputed here: (1 - d) pre + d full + N(0, s_full^2 - (1 - d)^2 s_pre^2 - d^2 s_full^2)
+    s_full, s_pre = estimate_noise_sigma(full.data), estimate_noise_sigma(pre.data)
+    low = 0.9 * pre.data.astype(np.float64) + 0.1 * full.data.astype(np.float64)
+    variance = s_full**2 - (0.81 * s_pre**2 + 0.01 * s_full**2)
+    if variance > 0:
+        noise = operator_rng(0, "c", "contrast_dose").standard_normal(low.shape) * np.sqrt(variance)
+        low = low + np.where(brain, noise, 0.0)
+    assert out.data.tobytes() == low.astype(np.float32).tobytes()
+    with pytest.raises(OperatorError, match="parameter 'noise' must be one of 'acquisition', 'none'"):
+        degradation("contrast_dose", noise="matched")
 
 
 def test_contrast_dose_is_deterministic_per_seed_and_case() -> None:
@@ -310,26 +357,27 @@ def test_contrast_dose_needs_the_pre_contrast_image_on_the_same_grid() -> None:
         call.apply(Volume(bad, AFFINE), seed=0, case_id="c", others={"pre": pre})
 
 
-@pytest.mark.parametrize(("sigma_pre", "expected"), [(5.0, 10.0), (30.0, 0.9 * 30.0)])
-def test_unequal_noise_levels_of_pre_and_full(sigma_pre: float, expected: float) -> None:
-    """The added noise tops the combination up to the full-dose level; a noisier pre-contrast image
-    already carries more than that at low dose (0.9 x its sigma), and no noise is added."""
-    pre, full, pre_clean, full_clean, brain = _pre_full(sigma=10.0)
-    rng = np.random.default_rng(9)
-    pre = Volume(np.where(brain, pre_clean + rng.normal(0, sigma_pre, pre.shape), 0).astype(np.float32), AFFINE)
-    out = degradation("contrast_dose", dose=0.1).apply(full, seed=0, case_id="c", others={"pre": pre})
-    residual = (out.data - (0.9 * pre_clean + 0.1 * full_clean))[brain]
-    assert residual.std() == pytest.approx(expected, rel=0.1)
-
-
 # ---------------------------------------------------------------------------------------- registry
 def test_registry_lists_the_builtin_operators_by_entry_point() -> None:
     assert {"kspace_truncation", "downsample", "contrast_dose"} <= set(OPERATORS.names())
     for name in ("kspace_truncation", "downsample", "contrast_dose"):
         op = get_operator(name)
-        assert isinstance(op, Operator) and op.name == name and op.version == "1"
+        assert isinstance(op, Operator) and op.name == name and op.version == ("2" if name == "contrast_dose" else "1")
         assert OPERATORS.entries()[name].target == f"cmsbench.tasks.degradations.builtin:{name.upper()}"
     assert get_operator("contrast_dose").requires == ("pre",) and get_operator("contrast_dose").stochastic
+
+
+def test_an_operator_keeps_its_previous_versions_reachable() -> None:
+    current, v1 = get_operator("contrast_dose"), get_operator("contrast_dose", "1")
+    assert current.versions == ("2", "1") and v1.version == "1" and v1.name == "contrast_dose"
+    assert get_operator("contrast_dose", "2") is current and current.at_version(None) is current
+    assert current.info()["versions"] == ["2", "1"]
+    with pytest.raises(OperatorError, match=r"'contrast_dose' has no version '3' \(installed: 2, 1\)"):
+        get_operator("contrast_dose", "3")
+    with pytest.raises(OperatorError, match="duplicate versions"):
+        replace(current, previous=(v1, replace(v1, summary="again")))
+    with pytest.raises(OperatorError, match="previous versions must be operators named 'contrast_dose'"):
+        replace(current, previous=(replace(get_operator("downsample"), version="0"),))
 
 
 def test_unknown_operator_suggests_the_closest_name() -> None:
@@ -369,7 +417,7 @@ def test_describe_and_adapter_options_round_trip_into_the_fingerprint() -> None:
         "kspace_truncation", factor=f).options()}) for f in (2, 4)]
     assert specs[0].fingerprint() != specs[1].fingerprint()
     assert from_options(specs[1].adapter_options).describe()["params"]["factor"] == 4
-    with pytest.raises(OperatorError, match="version '0'.*installed one is version '1'"):
+    with pytest.raises(OperatorError, match=r"'kspace_truncation' has no version '0' \(installed: 1\)"):
         from_options({"operator": "kspace_truncation", "operator_version": "0"})
     with pytest.raises(OperatorError, match="unknown adapter option 'operator_param'. Did you mean 'operator_params'"):
         from_options({"operator": "kspace_truncation", "operator_param": {"factor": 2}})

@@ -5,7 +5,8 @@ Built-ins (registered under the ``cmsbench.operators`` entry-point group):
 
 - ``kspace_truncation`` - in-plane k-space centre truncation by ``factor`` (MR low resolution);
 - ``downsample`` - in-plane block averaging by ``factor`` (the image-domain comparison);
-- ``contrast_dose`` - a low contrast ``dose`` from pre-contrast and full-dose images, noise matched.
+- ``contrast_dose`` - a low contrast ``dose`` from pre-contrast and full-dose images plus independent noise
+  at the acquisition's level (version 2; version 1 stays reachable by ``operator_version``).
 
 Use::
 

@@ -181,6 +181,10 @@ class Operator:
             contrast dose: the pre-contrast image); each must lie on the volume's grid.
         convention: the exact definition (axes, normalisation, noise model), for task cards.
         stochastic: whether the output depends on the seed (it draws noise).
+        previous: the earlier versions of this operator (each an :class:`Operator` of the same name), kept
+            so that a task spec naming one (``operator_version``) still degrades exactly as it did and its
+            fingerprint stays what its records carry; :meth:`at_version` picks one. The registry holds one
+            entry per name, the newest version, which carries its predecessors here.
     """
 
     name: str
@@ -191,6 +195,7 @@ class Operator:
     requires: tuple[str, ...] = ()
     convention: str = ""
     stochastic: bool = False
+    previous: tuple[Operator, ...] = ()
     _by_name: dict[str, Parameter] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -204,6 +209,15 @@ class Operator:
         if len(set(names)) != len(names):
             raise OperatorError(f"operator {self.name!r}: duplicate parameter names {names}")
         object.__setattr__(self, "_by_name", {p.name: p for p in self.parameters})
+        object.__setattr__(self, "previous", tuple(self.previous))
+        versions = [self.version]
+        for old in self.previous:
+            if not isinstance(old, Operator) or old.name != self.name or old.previous:
+                raise OperatorError(f"operator {self.name!r}: previous versions must be operators named {self.name!r} "
+                                    f"without previous versions of their own, got {old!r:.80}")
+            versions.append(old.version)
+        if len(set(versions)) != len(versions):
+            raise OperatorError(f"operator {self.name!r}: duplicate versions {versions}")
         for p in self.parameters:  # the defaults must pass their own validation
             self._check(p, p.default)
 
@@ -236,9 +250,28 @@ class Operator:
         """What a task fingerprint and a record store: ``{"name", "version", "params"}`` (resolved)."""
         return {"name": self.name, "version": self.version, "params": self.resolve(params)}
 
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """Every version this operator can run: the current one first, then the previous ones."""
+        return (self.version, *(old.version for old in self.previous))
+
+    def at_version(self, version: str | None) -> Operator:
+        """This operator (``version`` None or the current one) or the previous version ``version``.
+
+        Raises :class:`OperatorError` naming the versions available when there is no such version.
+        """
+        if version is None or str(version) == self.version:
+            return self
+        for old in self.previous:
+            if old.version == str(version):
+                return old
+        raise OperatorError(f"degradation operator {self.name!r} has no version {str(version)!r} (installed: "
+                            f"{', '.join(self.versions)}): its output for that version cannot be reproduced, so the "
+                            f"task's records would not be comparable; update the task spec (and its version)")
+
     def info(self) -> dict[str, Any]:
         """A listing entry: summary, version, parameters with defaults and meaning, required volumes."""
-        return {"name": self.name, "version": self.version, "summary": self.summary,
+        return {"name": self.name, "version": self.version, "versions": list(self.versions), "summary": self.summary,
                 "parameters": {p.name: {"default": p.default, "summary": p.summary} for p in self.parameters},
                 "requires": list(self.requires), "stochastic": self.stochastic, "convention": self.convention}
 

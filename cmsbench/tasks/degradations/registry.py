@@ -20,10 +20,11 @@ OPERATORS: Registry[Operator] = Registry("cmsbench.operators", "degradation oper
 OPTION_KEYS = ("operator", "operator_version", "operator_params")
 
 
-def get_operator(name: str) -> Operator:
-    """The operator registered under ``name`` (:class:`~cmsbench.errors.UnknownNameError` with "did you
-    mean" when unknown; :class:`OperatorError` when the entry point is not an :class:`Operator` or calls
-    itself otherwise)."""
+def get_operator(name: str, version: str | None = None) -> Operator:
+    """The operator registered under ``name``, at ``version`` (None: the current one; an older one from
+    :attr:`Operator.previous`). :class:`~cmsbench.errors.UnknownNameError` with "did you mean" when the
+    name is unknown; :class:`OperatorError` when the entry point is not an :class:`Operator`, calls itself
+    otherwise, or has no such version."""
     obj = OPERATORS.load(name)
     entry = OPERATORS.entries()[name]
     if not isinstance(obj, Operator):
@@ -32,23 +33,26 @@ def get_operator(name: str) -> Operator:
     if obj.name != name:
         raise OperatorError(f"degradation operator registered as {name!r} by {entry.distribution} calls itself "
                             f"{obj.name!r}; the entry-point name and the operator's name must agree")
-    return obj
+    return obj.at_version(version)
 
 
-def degradation(name: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> OperatorCall:
-    """The operator ``name`` with its parameters resolved: ``degradation("kspace_truncation", factor=4)``.
+def degradation(name: str, params: Mapping[str, Any] | None = None, *, version: str | None = None,
+                **kwargs: Any) -> OperatorCall:
+    """The operator ``name`` with its parameters resolved: ``degradation("kspace_truncation", factor=4)``;
+    ``version`` picks a previous version (``degradation("contrast_dose", version="1", dose=0.1)``).
 
     ``.options()`` is the ``adapter_options`` fragment a task spec stores; ``.apply(...)`` degrades a case.
     """
-    return get_operator(name).call({**dict(params or {}), **kwargs})
+    return get_operator(name, version).call({**dict(params or {}), **kwargs})
 
 
 def from_options(options: Mapping[str, Any]) -> OperatorCall | None:
     """The operator call a task's ``adapter_options`` name, or None when they name none.
 
     Reads ``operator`` (name), ``operator_params`` (defaults fill the rest) and ``operator_version``
-    (optional; when given it must equal the installed operator's version, because the records of the task
-    were produced by that version). Other ``operator*`` keys are an error (a misspelt key would otherwise
+    (optional, default the current version; when given, the operator runs at that version, the current one
+    or one it keeps in :attr:`Operator.previous`, because the records of the task were produced by it; an
+    unknown version is an error). Other ``operator*`` keys are an error (a misspelt key would otherwise
     silently degrade with the defaults).
     """
     stray = [k for k in options if str(k).startswith("operator") and k not in OPTION_KEYS]
@@ -59,12 +63,8 @@ def from_options(options: Mapping[str, Any]) -> OperatorCall | None:
         if options.get("operator_params") or options.get("operator_version"):
             raise OperatorError("adapter options give operator_params or operator_version but no operator name")
         return None
-    operator = get_operator(str(options["operator"]))
     version = options.get("operator_version")
-    if version is not None and str(version) != operator.version:
-        raise OperatorError(f"the task was defined with degradation operator {operator.name!r} version {version!r}, "
-                            f"but the installed one is version {operator.version!r}: its output differs, so the "
-                            f"task's records would not be comparable; update the task spec (and its version)")
+    operator = get_operator(str(options["operator"]), None if version is None else str(version))
     params = options.get("operator_params") or {}
     if not isinstance(params, Mapping):
         raise OperatorError(f"operator_params of {operator.name!r} must be a table of parameters, got {params!r}")
