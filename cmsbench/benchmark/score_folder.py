@@ -163,7 +163,9 @@ def score_folder(task_name: str, predictions: Path, *, data_root: str | None = N
         main = build_region(task.main_region, target, case.masks, case_id=cid)
         return case, target, data, _scale_warning(cid, target, data, main, prediction_units)
 
-    prefetch = Prefetcher(load, present)
+    # two cases read ahead, in two threads: reading (gzip, checks, normalisation, the case cache) costs
+    # more than scoring, and most of it releases the GIL
+    prefetch = Prefetcher(load, present, ahead=2)
     try:
         for index, cid in enumerate(present):
             timing: dict[str, float] = {}

@@ -29,7 +29,7 @@ def divisor_for(volume: Volume, region: np.ndarray, case_id: str) -> float:
     values = np.asarray(volume.data)[region]
     if values.size == 0:
         raise DataError(f"case {case_id!r}: the normalisation region is empty; check the case's masks")
-    median = float(np.median(values))
+    median = float(np.median(values, overwrite_input=True))  # ``values`` is our own copy
     if not np.isfinite(median) or median <= 0:
         raise DataError(
             f"case {case_id!r}: the median of {volume.modality} ({volume.source}) in the normalisation "
@@ -66,7 +66,8 @@ def normalise_case(case: Case, task: TaskSpec, divisors: dict[str, float] | None
     units = task.units
 
     def scaled(vol: Volume, key: str) -> Volume:
-        return vol.with_data((np.asarray(vol.data, dtype=np.float32) / np.float32(divisors[key])), units=units)
+        # one pass, float32 arithmetic (the same values as converting first, then dividing)
+        return vol.with_data(np.divide(vol.data, np.float32(divisors[key]), dtype=np.float32), units=units)
 
     return Case(
         case_id=case.case_id,

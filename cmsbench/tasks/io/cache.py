@@ -49,6 +49,13 @@ def cache_key(adapter: str, adapter_version: str, roles: Iterable[str], options:
     return hashlib.sha256(blob).hexdigest()[:32]
 
 
+def _savable(array: np.ndarray) -> np.ndarray:
+    """``array`` as ``np.save`` writes it without a copy: C- or Fortran-contiguous as it is (NIfTI voxels are
+    Fortran-ordered; forcing C order cost a transposing copy of every volume), else a C copy."""
+    arr = np.asarray(array)
+    return arr if (arr.flags.c_contiguous or arr.flags.f_contiguous) else np.ascontiguousarray(arr)
+
+
 class CaseCache:
     """Stores and retrieves :class:`Case` objects under a folder, memory-mapping arrays on read."""
 
@@ -113,13 +120,13 @@ class CaseCache:
                 return {"affine": v.affine.tolist(), "modality": v.modality, "units": v.units, "source": v.source}
 
             for m, v in case.inputs.items():
-                np.save(tmp / f"in_{m}.npy", np.ascontiguousarray(v.data))
+                np.save(tmp / f"in_{m}.npy", _savable(v.data))
             if case.target is not None:
-                np.save(tmp / "target.npy", np.ascontiguousarray(case.target.data))
+                np.save(tmp / "target.npy", _savable(case.target.data))
             if case.labels is not None:
-                np.save(tmp / "labels.npy", np.ascontiguousarray(case.labels.data))
+                np.save(tmp / "labels.npy", _savable(case.labels.data))
             for m, arr in case.masks.items():
-                np.save(tmp / f"mask_{m}.npy", np.ascontiguousarray(arr, dtype=bool))
+                np.save(tmp / f"mask_{m}.npy", _savable(np.asarray(arr, dtype=bool)))
             meta = {
                 "case_id": case.case_id,
                 "inputs": {m: info(v) for m, v in case.inputs.items()},

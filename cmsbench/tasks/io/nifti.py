@@ -121,17 +121,32 @@ def _check_labels(data: np.ndarray, labels: Collection[int] | str, path: Path, w
             raise DataError(f"{who}{path} is a label map with {int(off.sum())} non-integer value(s) (e.g. {example:g}); "
                             "labels must be integers: re-export it without interpolation")
         data = rounded
-    values = np.unique(data)
-    if labels == "nonnegative":
-        bad = values[values < 0]
-        allowed = "integers >= 0"
-    else:
-        bad = np.setdiff1d(values, np.asarray(sorted(labels)))
-        allowed = str(sorted(int(v) for v in labels))
+    bad = _bad_labels(data, labels)
+    allowed = "integers >= 0" if labels == "nonnegative" else str(sorted(int(v) for v in labels))
     if bad.size:
         raise DataError(f"{who}{path} holds label value(s) {[int(v) for v in bad[:10]]} outside the task's labels "
                         f"{allowed}; fix the segmentation")
     return data
+
+
+def _bad_labels(data: np.ndarray, labels: Collection[int] | str) -> np.ndarray:
+    """The sorted values of ``data`` outside ``labels`` (``"nonnegative"``: the negative ones). Integer maps
+    are checked from their range and one comparison per value in it that is not allowed (a BraTS
+    segmentation: ~10 ms, against ~70 ms for ``np.unique``)."""
+    if data.dtype.kind in "iub" and data.size:
+        lo, hi = int(data.min()), int(data.max())
+        if labels == "nonnegative":
+            if lo >= 0:
+                return np.array([], dtype=np.int64)
+        else:
+            allowed = {int(v) for v in labels}
+            candidates = [v for v in range(lo, hi + 1) if v not in allowed]
+            if len(candidates) <= 32:
+                return np.array([v for v in candidates if v in (lo, hi) or (data == v).any()], dtype=np.int64)
+    values = np.unique(data)
+    if labels == "nonnegative":
+        return values[values < 0]
+    return np.setdiff1d(values, np.asarray(sorted(labels)))
 
 
 def _voxels(img, raw: bytes) -> np.ndarray:
