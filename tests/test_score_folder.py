@@ -125,3 +125,26 @@ def test_non_finite_prediction_is_an_error_for_that_case_only(brats, tmp_path: P
     assert len(result.problems) == 1 and "non-finite" in result.problems[0] and test_ids[0] in result.problems[0]
     assert result.record.cases[test_ids[0]].status == "failed"
     assert all(result.record.cases[c].status == "ok" for c in test_ids[1:])
+
+
+def test_score_reads_cached_cases_but_stores_none(brats, tmp_path: Path, monkeypatch) -> None:
+    """A one-off `cmsbench score` stores nothing in the case cache (storing cost more than reading), and
+    scores cases a run cached from the cache with the same numbers."""
+    from cmsbench.paths import cache_home
+
+    root, test_ids = brats
+    monkeypatch.setenv("CMSBENCH_HOME", str(tmp_path / "home"))
+    ds = open_dataset(get_task("brats_flair"), root, use_cache=False)
+    preds = tmp_path / "preds"
+    for cid in test_ids:
+        raw = ds.load_case(cid, normalise=False)
+        write_nifti(preds / f"{cid}.nii.gz", np.asarray(raw.inputs["t2"].data), raw.inputs["t2"].affine)
+    cases = cache_home() / "cases"
+    first = score_folder("brats_flair", preds, data_root=str(root))
+    assert not any(p.name == "meta.json" for p in cases.rglob("*")) if cases.exists() else True
+    cached = open_dataset(get_task("brats_flair"), root)  # as a run reads: stores each case
+    for cid in test_ids:
+        cached.load_case(cid)
+    assert sum(p.name == "meta.json" for p in cases.rglob("*")) == len(test_ids)
+    second = score_folder("brats_flair", preds, data_root=str(root))
+    assert {c: r.scores for c, r in first.record.cases.items()} == {c: r.scores for c, r in second.record.cases.items()}

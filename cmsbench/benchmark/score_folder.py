@@ -16,6 +16,10 @@ With ``downstream`` the segmenter (default: the built-in ``segresnet``, trained 
 or loaded from its cache) segments each test case's real images and the images with the prediction
 substituted, and the segmentation metrics are added (:mod:`cmsbench.benchmark.downstream`).
 
+Cases that a run already stored in the case cache are read from it; a score stores none (a one-off pass:
+storing a BraTS-size case writes ~100 MB, which cost more than reading its files). The next case is read
+while the current one is scored (two ahead, two threads).
+
 The result is a record (method ``external:<folder name>``) that the leaderboard reads like any other.
 """
 
@@ -104,7 +108,7 @@ def score_folder(task_name: str, predictions: Path, *, data_root: str | None = N
     if not predictions.is_dir():
         raise DataError(f"predictions folder {predictions} does not exist")
     root, _ = resolve_data_root(task, data_root)
-    dataset = open_dataset(task, root)
+    dataset = open_dataset(task, root, cache_writes=False)  # a one-off pass: read cached cases, store none
     test_ids = list(dataset.split.test)
     entries = sorted(predictions.iterdir())
     nifti = [p for p in entries if p.is_file() and p.name.endswith((".nii.gz", ".nii"))]

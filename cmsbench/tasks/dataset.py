@@ -157,11 +157,14 @@ def read_phantom_marker(root: Path) -> dict | None:
     return None
 
 
-def open_dataset(task: TaskSpec, root: str | Path, *, use_cache: bool = True, strict: bool = False) -> Dataset:
+def open_dataset(task: TaskSpec, root: str | Path, *, use_cache: bool = True, strict: bool = False,
+                 cache_writes: bool = True) -> Dataset:
     """Discover ``task``'s cases under ``root`` and split them.
 
     Problems (missing files, unexpected names) are collected; with ``strict`` any problem raises.
-    A dataset with no complete case always raises, listing the problems.
+    A dataset with no complete case always raises, listing the problems. ``cache_writes=False``: cases
+    already in the case cache are read from it, others from the files without being stored (a one-off
+    pass such as ``cmsbench score``: storing a BraTS case writes ~100 MB, which cost more than reading it).
     """
     root = Path(root).expanduser()
     adapter = get_adapter(task.adapter)
@@ -177,7 +180,7 @@ def open_dataset(task: TaskSpec, root: str | Path, *, use_cache: bool = True, st
         split = make_split(refs, task.split, sites=sites)
     except CmsbenchError as exc:
         raise DataError(f"task {task.name!r}, dataset {root}: {exc}") from exc
-    cache = CaseCache(cache_home() / "cases") if use_cache else None
+    cache = CaseCache(cache_home() / "cases", writes=cache_writes) if use_cache else None
     return Dataset(task, root, refs, list(found.problems), split, read_phantom_marker(root), cache)
 
 

@@ -59,8 +59,9 @@ def _savable(array: np.ndarray) -> np.ndarray:
 class CaseCache:
     """Stores and retrieves :class:`Case` objects under a folder, memory-mapping arrays on read."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, writes: bool = True) -> None:
         self.folder = Path(folder)
+        self.writes = writes  # False: read what is there, store nothing new (notes of existing entries still)
 
     def _entry(self, key: str) -> Path:
         return self.folder / key[:2] / key
@@ -112,6 +113,8 @@ class CaseCache:
 
     def put(self, key: str, case: Case) -> None:
         """Store ``case`` atomically (a concurrent writer of the same key is harmless)."""
+        if not self.writes:
+            return
         entry = self._entry(key)
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=entry.parent))
