@@ -183,3 +183,24 @@ def test_engine_selection(monkeypatch):
     monkeypatch.setenv("CMSBENCH_SSIM_ENGINE", "fast")
     with pytest.raises(MetricError):
         ssim_numba.select_engine("cpu")
+
+
+def test_tiles_without_region_voxels_are_skipped_without_changing_a_sum():
+    """A region in one corner: the tiles outside it are skipped (no region voxel), and its sums and map
+    equal those computed with every tile (forced by an all-voxel region beside it)."""
+    from cmsbench.benchmark.metrics.ssim import GAUSSIAN
+    from cmsbench.benchmark.metrics.ssim_numba import _active_items, _tiles, region_sums_numba
+
+    rng = np.random.default_rng(3)
+    t = rng.random((48, 64, 20), dtype=np.float32)
+    p = (t + 0.2 * rng.random(t.shape, dtype=np.float32)).astype(np.float32)
+    corner = np.zeros(t.shape, bool)
+    corner[2:10, 3:12, 4:15] = True
+    items = _tiles(t.shape, 5, 2, True)
+    assert 0 < sum(_active_items(items, [corner])) < len(items)
+    skipped, m1 = region_sums_numba(t, p, [corner], ssim_range=1.0, config=GAUSSIAN, window=None, keep_map=True,
+                                    workers=2)
+    every, m2 = region_sums_numba(t, p, [corner, None], ssim_range=1.0, config=GAUSSIAN, window=None,
+                                  keep_map=True, workers=2)
+    assert np.array_equal(skipped[:, 0], every[:, 0])
+    assert np.array_equal(m1[corner], m2[corner])

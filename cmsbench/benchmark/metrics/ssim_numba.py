@@ -483,7 +483,15 @@ def region_sums_numba(
         nreg = len(group)
         parts = np.zeros((len(items), 7, max(nreg, 1)))
 
-        def run(i: int, ms=ms, is_all=is_all, nreg=nreg, parts=parts, wm=wm) -> None:
+        active = _active_items(items, [mask_list[j] for j in group])
+        if wm and not all(active):  # the map is only defined where some region is; NaN elsewhere
+            for i, (z0, z1, h0, h1) in enumerate(items):
+                if not active[i]:
+                    full_map[z0:z1, h0:h1, :] = np.nan
+
+        def run(i: int, ms=ms, is_all=is_all, nreg=nreg, parts=parts, wm=wm, active=active) -> None:
+            if not active[i]:  # no voxel of any region in the tile: every sum is 0 there
+                return
             z0, z1, h0, h1 = items[i]
             _item(
                 t_np, p_np, ms, nreg, is_all, w, ww, zidx, hidx, cidx, centre, c1, c2, cov_norm, lo, hi, clip,
@@ -498,6 +506,14 @@ def region_sums_numba(
     if do_ssim and not valid:
         sums[_SSIMN] = sums[_N]
     return sums, (full_map if keep_map and do_ssim else None)
+
+
+def _active_items(items: list[tuple[int, int, int, int]], masks: list[np.ndarray | None]) -> list[bool]:
+    """Which tiles hold a voxel of some region (all of them when a region is the whole grid). Skipping the
+    others changes no sum: their contribution is exactly 0."""
+    if not masks or any(m is None for m in masks):
+        return [True] * len(items)
+    return [any(bool(m[z0:z1, h0:h1].any()) for m in masks) for z0, z1, h0, h1 in items]
 
 
 def _run_items(n: int, fn, workers: int) -> None:
