@@ -163,3 +163,51 @@ def test_segmentation_metrics_are_the_paired_differences_of_real_and_synthetic()
     assert set(DEFAULT_METRICS) <= set(wt)
     # without segmentation the task's image metrics only
     assert "wt" not in score_case(t, t, masks, task).values
+
+
+# ------------------------------------------------------------------------------- synthetic CT (mr_ct)
+CT_SCRIPT = textwrap.dedent('''
+    import sys
+    from pathlib import Path
+    import nibabel as nib
+    import numpy as np
+    inp, out = Path(sys.argv[1]), Path(sys.argv[2])
+    for ct in sorted(inp.glob("*_0000.nii.gz")):  # channels sorted: ct, mr -> ct is _0000
+        case = ct.name[: -len("_0000.nii.gz")]
+        img = nib.load(ct)
+        hu = np.asarray(img.dataobj)
+        labels = np.where(hu > 300, 2, np.where(hu > -200, 1, 0)).astype(np.int16)  # bone 2, soft tissue 1
+        nib.save(nib.Nifti1Image(labels, img.affine), out / (case + ".nii.gz"))
+''')
+
+
+@pytest.fixture()
+def synthrad_tiny(tmp_path: Path) -> Path:
+    from cmsbench.testing import layouts
+
+    root = tmp_path / "synthrad"
+    layouts.write_synthrad(root, n=12)
+    return root
+
+
+def test_synthetic_ct_downstream_is_tissue_consistency_and_segmenter_consistency(synthrad_tiny, tmp_path):
+    rec = run(RunConfig(task="mr_ct", method="linear", data_root=str(synthrad_tiny), results=tmp_path / "a",
+                        thumbnails=0, max_cases=2, downstream=True)).record
+    case = next(iter(rec.cases.values()))
+    assert {"tissue_dice_mean", "bone_mae", "tissue_dice_bone"} <= set(case.scores["body"])
+    assert rec.scoring.metrics["bone_mae"].direction == "lower"
+    assert rec.identity.downstream.startswith("metrics:")
+    assert get_task("mr_ct").fingerprint() == rec.task.fingerprint  # downstream metrics leave it unchanged
+
+    script = tmp_path / "ct_seg.py"
+    script.write_text(CT_SCRIPT)
+    options = {"command": f"{{python}} {script} {{input_dir}} {{output_dir}}", "files": str(script)}
+    with pytest.raises(CmsbenchError, match="synthrad2025_seg"):
+        run(RunConfig(task="mr_ct", method="linear", data_root=str(synthrad_tiny), results=tmp_path / "b",
+                      downstream=True, segmenter="command", segmenter_options=options))
+    rec = run(RunConfig(task="mr_ct", method="linear", data_root=str(synthrad_tiny), results=tmp_path / "c",
+                        thumbnails=0, max_cases=2, downstream=True, segmenter="command", segmenter_options=options,
+                        mode="synthrad2025_seg")).record
+    case = next(iter(rec.cases.values()))
+    assert 0.0 <= case.scores["global"]["seg_dice"] <= 1.0 and case.scores["global"]["seg_hd95"] >= 0.0
+    assert "ms_ssim" in case.scores["body"] and rec.scoring.downstream["files"]["ct_seg.py"]

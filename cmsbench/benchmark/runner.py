@@ -186,7 +186,7 @@ class ResolvedRun:
     options: dict[str, Any]
     dataset: Dataset
     identity: RunIdentity
-    downstream: Any = None  # a DownstreamScorer when --downstream
+    downstream: DownstreamPlan | None = None  # what --downstream adds
 
     @property
     def path(self) -> Path:
@@ -215,7 +215,8 @@ def resolve_run(config: RunConfig, *, dataset: Dataset | None = None) -> Resolve
 
     task = resolve_task(config)
     validate_names(task, config.mode)
-    downstream = resolve_downstream(config.downstream, config.segmenter, config.segmenter_options, config.mode)
+    downstream = resolve_downstream(config.downstream, config.segmenter, config.segmenter_options, config.mode,
+                                    task)
     method_cls = get_method_class(config.method)
     check_varying_target(method_cls.card, task)  # a varying-target task needs a method that says how it serves it
     options = dict(method_cls(**config.options).options)  # validates options; full options incl. defaults
@@ -239,33 +240,72 @@ def resolve_run(config: RunConfig, *, dataset: Dataset | None = None) -> Resolve
     return ResolvedRun(config, task, method_cls, options, dataset, identity, downstream)
 
 
-def resolve_downstream(enabled: bool, segmenter: str | None, segmenter_options: Mapping[str, Any] | None,
-                       mode: str) -> Any:
-    """The :class:`~cmsbench.benchmark.downstream.scoring.DownstreamScorer` of ``--downstream`` (None without
-    it); the segmenter name and options are checked here, before any work. A mode that scores segmentations
-    (``brasyn2023`` ...) without ``--downstream`` is an error."""
-    from cmsbench.benchmark.metrics.registry import get_mode
+_TUMOUR_REGIONS = {"necrotic", "edema", "enhancing"}
 
+
+@dataclass
+class DownstreamPlan:
+    """What ``--downstream`` adds to a run: a segmenter (scorer) and/or the task's segmenter-free metrics."""
+
+    scorer: Any = None  # a DownstreamScorer, or None (no segmentation)
+    metrics: tuple[str, ...] = ()  # the task's downstream_metrics (e.g. tissue consistency of a synthetic CT)
+
+    def label(self) -> str:
+        """The downstream part of the run identity."""
+        parts = [self.scorer.label()] if self.scorer is not None else []
+        return ";".join([*parts, *(["metrics:" + ",".join(self.metrics)] if self.metrics else [])])
+
+
+def resolve_downstream(enabled: bool, segmenter: str | None, segmenter_options: Mapping[str, Any] | None,
+                       mode: str, task: TaskSpec) -> DownstreamPlan | None:
+    """What ``--downstream`` means for ``task`` (None without it), checked before any work.
+
+    A tumour task (BraTS labels) gets a segmenter (default: the built-in ``segresnet``) and the
+    segmentation metrics; a task that lists ``downstream_metrics`` (synthetic CT) gets those, and a
+    segmenter only when one is named (scored with a segmentation mode such as ``synthrad2025_seg``, against
+    the segmenter's output on the real image). A mode that scores segmentations (``brasyn2023`` ...)
+    without ``--downstream`` is an error, and so is ``--segmenter`` without it.
+    """
+    from cmsbench.benchmark.metrics.registry import get_metric, get_mode
+
+    mode_obj = get_mode(mode)
     if not enabled:
         if segmenter or segmenter_options:
             raise CmsbenchError("--segmenter / --segmenter-option need --downstream (they choose the segmenter "
                                 "of the downstream metrics)")
-        if get_mode(mode).downstream is not None:
+        if mode_obj.downstream is not None:
             raise CmsbenchError(f"scoring mode {mode!r} scores what a segmenter does with the synthetic "
                                 f"image: add --downstream (and --segmenter NAME for a model of your own)")
         return None
     from cmsbench.benchmark.downstream.scoring import DEFAULT_SEGMENTER, DownstreamScorer
     from cmsbench.benchmark.downstream.segmenters import get_segmenter
 
-    return DownstreamScorer(get_segmenter(segmenter or DEFAULT_SEGMENTER, **dict(segmenter_options or {})))
+    tumour = _TUMOUR_REGIONS <= set(task.regions)
+    for name in task.downstream_metrics:
+        get_metric(name)
+    if not tumour and segmenter is None and mode_obj.downstream is None:
+        if not task.downstream_metrics:
+            raise CmsbenchError(f"task {task.name!r} has no tumour labels and no downstream metrics of its own: give "
+                                f"--segmenter NAME with a segmentation mode (e.g. --mode synthrad2025_seg)")
+        return DownstreamPlan(None, task.downstream_metrics)
+    if not tumour and mode_obj.downstream is None:
+        raise CmsbenchError(f"task {task.name!r} has no tumour labels to score a segmentation against: with "
+                            f"--segmenter use a mode that compares it with the real image's segmentation "
+                            f"(--mode synthrad2025_seg)")
+    name = segmenter or DEFAULT_SEGMENTER
+    return DownstreamPlan(DownstreamScorer(get_segmenter(name, **dict(segmenter_options or {}))),
+                          task.downstream_metrics)
 
 
-def prepare_downstream(downstream: Any, dataset: Dataset, *, seed: int, device: str,
+def prepare_downstream(plan: DownstreamPlan, dataset: Dataset, *, seed: int, device: str,
                        progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
-    """Train (or load) the downstream segmenter on the TRAIN split's real images; its recorded identity."""
-    downstream.prepare(LazyCases(dataset, dataset.case_ids("train")), seed=seed, device=device,
-                       data_fingerprint=dataset.fingerprint(("train",)), progress=progress)
-    return downstream.identity()
+    """Train (or load) the downstream segmenter on the TRAIN split's real images; what the record stores."""
+    out: dict[str, Any] = {"metrics": list(plan.metrics)}
+    if plan.scorer is not None:
+        plan.scorer.prepare(LazyCases(dataset, dataset.case_ids("train")), seed=seed, device=device,
+                            data_fingerprint=dataset.fingerprint(("train",)), progress=progress)
+        out.update(plan.scorer.identity())
+    return out
 
 
 def _fit(resolved: ResolvedRun, device: str) -> tuple[Method, dict[str, Any]]:
@@ -475,17 +515,19 @@ def _prepare_downstream(resolved: ResolvedRun, record: RunRecord, device: str,
         record.scoring.downstream = prepare_downstream(resolved.downstream, resolved.dataset, seed=resolved.config.seed,
                                                        device=device, progress=stage_progress)
     except CmsbenchError as exc:
-        log.error("downstream metrics are off for this run: %s", exc)
-        record.problems = [*record.problems, f"downstream segmenter unavailable, no downstream metrics: {exc}"]
-        resolved.downstream = None
+        log.error("segmentation metrics are off for this run: %s", exc)
+        record.problems = [*record.problems, f"downstream segmenter unavailable, no segmentation metrics: {exc}"]
+        resolved.downstream.scorer = None
         return
     record.timing["segmenter_prepare_s"] = time.perf_counter() - t
 
 
-def downstream_segmentation(downstream: Any, case: Case, prediction: Volume, case_digest: str | None,
+def downstream_segmentation(plan: DownstreamPlan | None, case: Case, prediction: Volume, case_digest: str | None,
                             timing: dict[str, float]) -> Any:
-    """Segment a case for the downstream metrics and record the segmentation times in ``timing``."""
-    seg = downstream.segment(case, prediction, case_digest=case_digest)
+    """Segment a case for the downstream metrics (None without a segmenter); the times go into ``timing``."""
+    if plan is None or plan.scorer is None:
+        return None
+    seg = plan.scorer.segment(case, prediction, case_digest=case_digest)
     timing["segment_s"] = float(seg.seconds.get("synthetic", 0.0))
     timing["segment_real_s"] = float(seg.seconds.get("real", 0.0))
     return seg
@@ -535,15 +577,14 @@ def _run_case(index: int, case_id: str, prefetch: Prefetcher, method: Method, re
         stack = np.stack([np.asarray(p.data, dtype=np.float32) for p in predictions])
         prediction = prediction.with_data(stack.mean(axis=0))
         extra["sample_spread"] = float(np.mean(stack.std(axis=0)))
-    segmentation = None
-    if resolved.downstream is not None:
-        segmentation = downstream_segmentation(resolved.downstream, case, prediction,
-                                               resolved.dataset.case_digest(case_id), timing)
+    segmentation = downstream_segmentation(resolved.downstream, case, prediction,
+                                           resolved.dataset.case_digest(case_id), timing)
     try:
         t = time.perf_counter()
         score = score_case(np.asarray(case.target.data), np.asarray(prediction.data), case.masks, task,
                            mode=config.mode, case_id=case_id, metadata=case.metadata, device=device,
-                           segmentation=segmentation)
+                           segmentation=segmentation, extra_metrics=resolved.downstream.metrics if resolved.downstream
+                           else ())
         timing["score_s"] = time.perf_counter() - t
     except CmsbenchError as exc:
         return CaseRecord(status="failed", stage="score", error=str(exc), timing=timing)

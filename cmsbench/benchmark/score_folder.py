@@ -104,7 +104,7 @@ def score_folder(task_name: str, predictions: Path, *, data_root: str | None = N
         raise CmsbenchError(f"unknown prediction units {prediction_units!r}; use one of {PREDICTION_UNITS}")
     task = get_task(task_name).with_split(split)
     validate_names(task, mode)
-    scorer = resolve_downstream(downstream, segmenter, segmenter_options, mode)
+    plan = resolve_downstream(downstream, segmenter, segmenter_options, mode, task)
     if not predictions.is_dir():
         raise DataError(f"predictions folder {predictions} does not exist")
     root, _ = resolve_data_root(task, data_root)
@@ -128,15 +128,15 @@ def score_folder(task_name: str, predictions: Path, *, data_root: str | None = N
     identity = RunIdentity(task=task.name, task_fingerprint=task.fingerprint(), method=label, method_version="",
                            options={"predictions": str(predictions.resolve()), "prediction_units": prediction_units},
                            seed=None, split_hash=dataset.split.test_hash, data_fingerprint=dataset.fingerprint(),
-                           mode=mode, downstream=scorer.label() if scorer is not None else None)
+                           mode=mode, downstream=plan.label() if plan is not None else None)
     record = new_record(task, dataset, identity,
                         {"name": label, "version": "", "options": {}, "card": {"summary": f"predictions from {predictions}"},
                          "entry": str(predictions)}, split_variant=split, device="cpu",
                         prediction_units=prediction_units)
     problems: list[str] = []
-    if scorer is not None:
+    if plan is not None:
         t = time.perf_counter()
-        record.scoring.downstream = prepare_downstream(scorer, dataset, seed=seed, device=device,
+        record.scoring.downstream = prepare_downstream(plan, dataset, seed=seed, device=device,
                                                        progress=stage_progress)
         record.timing["segmenter_prepare_s"] = time.perf_counter() - t
     present = [cid for cid in test_ids if cid in files and cid not in ambiguous]
@@ -177,13 +177,11 @@ def score_folder(task_name: str, predictions: Path, *, data_root: str | None = N
                 t0 = time.perf_counter()
                 case, target, data, warn = prefetch.get(index)
                 timing["load_s"] = time.perf_counter() - t0
-                segmentation = None
-                if scorer is not None:
-                    segmentation = downstream_segmentation(scorer, case, case.target.with_data(data),
-                                                           dataset.case_digest(cid), timing)
+                segmentation = downstream_segmentation(plan, case, case.target.with_data(data),
+                                                       dataset.case_digest(cid), timing)
                 t1 = time.perf_counter()
                 score = score_case(target, data, case.masks, task, mode=mode, case_id=cid, metadata=case.metadata,
-                                   segmentation=segmentation)
+                                   segmentation=segmentation, extra_metrics=plan.metrics if plan else ())
                 timing["score_s"] = time.perf_counter() - t1
                 entry = case_entry(score, timing, record)
                 if warn:

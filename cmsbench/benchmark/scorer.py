@@ -173,6 +173,7 @@ def score_case(
     ssim_config=None,
     segmentation=None,
     downstream_metrics=None,
+    extra_metrics=(),
 ) -> CaseScore:
     """Score one case. See the module docstring for the default conventions.
 
@@ -191,6 +192,8 @@ def score_case(
             :class:`~cmsbench.benchmark.downstream.scoring.SegmentationResult`; the segmentation metrics
             (``downstream_metrics``, default the mode's downstream convention or
             :data:`~cmsbench.benchmark.downstream.scoring.DEFAULT_METRICS`) are added in regions wt/tc/et.
+        extra_metrics: registered metrics scored besides the task's in its regions (default mode; the
+            task's ``downstream_metrics`` with ``--downstream``).
     Raises:
         MetricError: shape mismatch, non-finite values, missing data range or required mask.
         UnknownNameError: unknown mode or metric (with "did you mean").
@@ -217,7 +220,7 @@ def score_case(
             case_id, mode, task.name, task.version, {"mode": mode, **res.convention}, values, reasons, res.lesions
         )
     else:
-        out = _score_default(t, p, masks, task, case_id, metadata or {}, device, ssim_config)
+        out = _score_default(t, p, masks, task, case_id, metadata or {}, device, ssim_config, tuple(extra_metrics))
     if segmentation is not None:
         _add_segmentation(out, t, p, masks, task, mode, segmentation, downstream_metrics, case_id, device)
     return out
@@ -264,7 +267,7 @@ def _add_segmentation(score: CaseScore, t, p, masks, task, mode, segmentation, n
 
 
 
-def _score_default(t, p, masks, task, case_id, metadata, device, ssim_config) -> CaseScore:
+def _score_default(t, p, masks, task, case_id, metadata, device, ssim_config, extra_metrics=()) -> CaseScore:
     from cmsbench.benchmark.metrics import clinical
     from cmsbench.benchmark.metrics import regions as reg
     from cmsbench.benchmark.metrics.api import CaseContext, MetricUndefined
@@ -280,7 +283,7 @@ def _score_default(t, p, masks, task, case_id, metadata, device, ssim_config) ->
     if dr.kind not in ("fixed", "window", "gt_range"):
         raise MetricError(f"task {task.name!r}: unknown data range kind {dr.kind!r}")
 
-    metrics = [get_metric(name) for name in task.metrics]
+    metrics = [get_metric(name) for name in dict.fromkeys((*task.metrics, *extra_metrics))]
     case_metrics = [m for m in metrics if m.level == "case"]
     set_metrics = [m for m in metrics if m.level == "set"]
     registered = REGIONS.entries()

@@ -222,6 +222,8 @@ MR_CT = TaskSpec(
     data_range=DataRange("window", low=-1024.0, high=3000.0),
     split=SplitPolicy("hash", salt="synthrad"),
     phantom="synthrad",
+    downstream_metrics=("tissue_dice_air", "tissue_dice_lung", "tissue_dice_fat", "tissue_dice_soft_tissue",
+                        "tissue_dice_bone", "tissue_dice_mean", "bone_mae"),
 )
 
 # ------------------------------------------------------------------------- degraded-input tasks (issue 15)

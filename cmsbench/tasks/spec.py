@@ -137,6 +137,8 @@ class TaskSpec:
         adapter_options: options passed to the adapter (e.g. the PET dose-reduction factor).
         parameters: user-tunable task parameters with their defaults (e.g. ``{"drf": 4}``).
         superseded_by: name of a newer task that replaces this one, if any.
+        downstream_metrics: metrics that ``--downstream`` adds in the task's regions without a segmenter
+            (synthetic CT: the HU-band tissue consistency); not part of the fingerprint.
         targets: set when the target varies per case among these modalities (BraSyn: the one sequence
             removed from each case). ``inputs`` then lists every modality a case may have, the targets among
             them; a case's inputs are the others and its target the missing one (its ``target.modality``),
@@ -166,6 +168,7 @@ class TaskSpec:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     superseded_by: str | None = None
     targets: tuple[str, ...] = ()
+    downstream_metrics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
@@ -194,6 +197,7 @@ class TaskSpec:
             raise TaskSpecError(f"invalid task spec {self.name!r}: " + "; ".join(problems))
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "targets", tuple(self.targets))
+        object.__setattr__(self, "downstream_metrics", tuple(self.downstream_metrics))
         object.__setattr__(self, "regions", tuple(self.regions))
         object.__setattr__(self, "metrics", tuple(self.metrics))
         object.__setattr__(self, "adapter_options", dict(self.adapter_options))
@@ -255,13 +259,17 @@ class TaskSpec:
         return replace(self, split=self.split_variants[variant])
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (for result records); ``targets`` only when set."""
+        """A JSON-serialisable dict (for result records); ``targets`` and ``downstream_metrics`` only when set."""
         data = asdict(self)
-        if not data["targets"]:
-            del data["targets"]
+        for optional in ("targets", "downstream_metrics"):
+            if not data[optional]:
+                del data[optional]
         return json.loads(json.dumps(data, default=str))
 
     def fingerprint(self) -> str:
-        """A short hash of everything in the spec (changes whenever the spec does)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """A short hash of everything in the spec (changes whenever the spec does) except
+        ``downstream_metrics``: those are scored only with ``--downstream``, which the run identity records."""
+        data = self.to_dict()
+        data.pop("downstream_metrics", None)
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
