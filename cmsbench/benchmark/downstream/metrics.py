@@ -11,9 +11,8 @@ its drop is exactly 0.
 
 For CT tasks (``mr_ct``): the HU-band tissue consistency of :mod:`.tissue` inside the scoring region (use
 them in ``body``): ``tissue_dice_<class>`` for air, lung, fat, soft tissue and bone, ``tissue_dice_mean``
-(mean of the defined classes) and ``bone_mae`` (HU, bone of either CT). None is in a task's metric list
-yet; a task enables them by naming them in ``metrics`` (e.g. ``metrics=("mae", "psnr", "ssim",
-"tissue_dice_mean", "bone_mae")``).
+(mean of the defined classes) and ``bone_mae`` (HU, bone of either CT). ``mr_ct`` lists them in its
+``downstream_metrics``: ``--downstream`` scores them (no segmenter, no weights).
 """
 
 from __future__ import annotations
