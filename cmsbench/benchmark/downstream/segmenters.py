@@ -11,7 +11,8 @@ Segmenters are registered under the entry-point group ``cmsbench.segmenters`` (b
     [project.entry-points."cmsbench.segmenters"]
     my_model = "my_pkg.seg:MY_MODEL"     # a Segmenter instance, a Segmenter subclass or a factory
 
-and obtained with :func:`get_segmenter` (``get_segmenter("command", command=..., files=[...])``).
+and obtained with :func:`get_segmenter` (``get_segmenter("command", command=..., files=[...])``). The
+built-in learned one is ``segresnet`` (:mod:`.segresnet`, trained on the task's train split).
 
 The built-in :class:`CommandSegmenter` runs a user's program that reads a folder of NIfTI inputs and
 writes label maps (nnU-Net v2's layout: inputs ``<case>_<channel:04d>.nii.gz``, output ``<case>.nii.gz``),
@@ -356,7 +357,8 @@ class _Placeholders(dict):
 
 
 # ---------------------------------------------------------------------------------- registry
-BUILTIN_SEGMENTERS = {"command": "cmsbench.benchmark.downstream.segmenters:CommandSegmenter"}
+BUILTIN_SEGMENTERS = {"command": "cmsbench.benchmark.downstream.segmenters:CommandSegmenter",
+                      "segresnet": "cmsbench.benchmark.downstream.segresnet:SegResNetSegmenter"}
 
 SEGMENTERS: Registry[Any] = Registry("cmsbench.segmenters", "segmenter", BUILTIN_SEGMENTERS)
 

@@ -1,0 +1,289 @@
+"""The built-in downstream segmenter ``segresnet``: MONAI's SegResNet trained on the task's TRAIN split.
+
+- Channels: the case's real images by modality name (:func:`~.segmenters.real_images`: the inputs and the
+  real target), sorted by name; the same set for every case of a task. Intensities are the task-normalised
+  values as they are (no per-image re-standardisation), so an intensity error of a synthetic image reaches
+  the segmenter as it is.
+- Labels: BraTS 2023 (0 background, 1 NCR, 2 ED, 3 ET; 2021's 4 read as 3), learned as the three
+  overlapping BraTS regions WT (1+2+3), TC (1+3), ET (3) with sigmoid outputs and MONAI's ``DiceLoss`` plus
+  binary cross-entropy (the region-based formulation of the BraTS winners); the label map is ET where
+  ET > 0.5, else NCR where TC > 0.5, else ED where WT > 0.5.
+- Training: crops of ``patch`` voxels (the whole axis when shorter), centred on a tumour voxel with
+  probability ``pos_fraction`` (else anywhere), padded to a multiple of 8, Adam with a cosine learning rate, ``epochs`` passes over the train cases (``batch`` crops a
+  step). Deterministic for a seed on CPU: torch and the crop generator are seeded and torch's
+  deterministic algorithms are on while training.
+- Inference: the whole (padded) volume when it fits in ``infer_patch``, else MONAI's sliding window
+  (``infer_patch``, overlap 0.25, Gaussian blending).
+- Presets: ``cpu`` (init_filters 8, 60 epochs, patch 48 x 48 x 32, batch 4) and ``gpu`` (init_filters 16,
+  300 epochs, patch 128^3); ``auto`` picks by device. Options given override the preset.
+- Cache: the fit lives under ``$CMSBENCH_HOME/segmenters/segresnet/<key>/`` (``weights.safetensors``,
+  ``meta.json``), ``key`` = SHA-256 of the train data fingerprint, the options, the seed, the channels and
+  the version; :meth:`~SegResNetSegmenter.prepare` loads it when present. After ``prepare`` the identity
+  holds the key, so a new fit (other data, options or seed) is another segmenter in records and caches.
+
+Measured on the default BraTS phantom (``brats_flair``; 2 shared CPU cores): see
+``benchmarks/bench_downstream_fidelity.py`` and the README.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cmsbench.benchmark.downstream.segmenters import Images, Segmenter, SegmenterError, brats_labels, real_images
+from cmsbench.paths import cache_home
+from cmsbench.tasks.volume import Case
+
+log = logging.getLogger(__name__)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {"init_filters": 8, "epochs": 60, "patch": [48, 48, 32], "batch": 4, "lr": 3e-3, "pos_fraction": 0.67,
+            "infer_patch": [128, 128, 128]},
+    "gpu": {"init_filters": 16, "epochs": 300, "patch": [128, 128, 128], "batch": 2, "lr": 1e-3,
+            "pos_fraction": 0.67, "infer_patch": [160, 160, 160]},
+}
+N_REGIONS = 3  # WT, TC, ET
+_MULTIPLE = 8  # SegResNet's three down-samplings
+
+
+def _regions(labels: np.ndarray) -> np.ndarray:
+    """``(B, X, Y, Z)`` BraTS 2023 labels -> ``(B, 3, X, Y, Z)`` float WT, TC, ET masks."""
+    return np.stack([labels > 0, (labels == 1) | (labels == 3), labels == 3], axis=1).astype(np.float32)
+
+
+def _pad_to(shape: Sequence[int], multiple: int = _MULTIPLE) -> list[int]:
+    return [int(-(-s // multiple) * multiple) for s in shape]
+
+
+class SegResNetSegmenter(Segmenter):
+    """MONAI SegResNet trained on the task's train split with the real images (see the module docstring)."""
+
+    name = "segresnet"
+    version = "1"
+    needs_training = True
+
+    def __init__(self, preset: str = "auto", **options: Any) -> None:
+        if preset not in ("auto", *PRESETS):
+            raise SegmenterError(f"segresnet: unknown preset {preset!r}; use auto, {', '.join(PRESETS)}")
+        unknown = sorted(set(options) - set(PRESETS["cpu"]))
+        if unknown:
+            raise SegmenterError(f"segresnet has no option(s) {unknown}; options: preset, {', '.join(PRESETS['cpu'])}")
+        self.preset, self.overrides = preset, dict(options)
+        self.settings: dict[str, Any] | None = None  # resolved at prepare (the preset depends on the device)
+        self.channels: list[str] = []
+        self.fit_key: str | None = None
+        self.model: Any = None
+        self.device = "cpu"
+        self.trained_now = False  # True when the last prepare trained (False: loaded from the cache)
+
+    # ---------------------------------------------------------------------------------- settings
+    def _resolve(self, device: str) -> dict[str, Any]:
+        preset = self.preset if self.preset != "auto" else ("cpu" if str(device).startswith("cpu") else "gpu")
+        settings = {**PRESETS[preset], **self.overrides, "preset": preset}
+        for key in ("patch", "infer_patch"):
+            value = settings[key]
+            settings[key] = [int(v) for v in (value if isinstance(value, (list, tuple)) else [value] * 3)]
+        for key in ("init_filters", "epochs", "batch"):
+            settings[key] = int(settings[key])
+            if settings[key] < 1:
+                raise SegmenterError(f"segresnet option {key} must be >= 1, got {settings[key]}")
+        if settings["init_filters"] % 8:
+            raise SegmenterError(f"segresnet option init_filters must be a multiple of 8 (group normalisation in "
+                                 f"8 groups), got {settings['init_filters']}")
+        settings["lr"] = float(settings["lr"])
+        settings["pos_fraction"] = float(settings["pos_fraction"])
+        return settings
+
+    def identity(self) -> dict[str, Any]:
+        out = {**super().identity(), "preset": self.preset, "options": dict(sorted(self.overrides.items()))}
+        if self.fit_key is not None:
+            out.update(fit=self.fit_key, channels=list(self.channels), settings=self.settings)
+        return out
+
+    def _network(self) -> Any:
+        from monai.networks.nets import SegResNet
+
+        assert self.settings is not None
+        return SegResNet(spatial_dims=3, in_channels=len(self.channels), out_channels=N_REGIONS,
+                         init_filters=self.settings["init_filters"], blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1))
+
+    # ------------------------------------------------------------------------------------ training
+    def prepare(self, train: Sequence[Case], *, seed: int = 0, device: str = "cpu", data_fingerprint: str = "",
+                progress: Callable[[str, int, int], None] | None = None) -> None:
+        if len(train) == 0:
+            raise SegmenterError("segresnet learns from the task's train split, which is empty")
+        self.device = device
+        self.settings = self._resolve(device)
+        first = train[0]
+        self.channels = sorted(real_images(first))
+        key = hashlib.sha256(json.dumps({"data": data_fingerprint, "settings": self.settings, "seed": int(seed),
+                                         "channels": self.channels, "version": self.version},
+                                        sort_keys=True).encode()).hexdigest()
+        folder = cache_home() / "segmenters" / self.name / key[:32]
+        self.fit_key = key[:32]
+        self.trained_now = False
+        if (folder / "meta.json").is_file() and (folder / "weights.safetensors").is_file():
+            try:
+                self._load(folder)
+                log.info("segresnet: loaded the cached fit %s", folder)
+                return
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:
+                log.warning("segresnet: the cached fit %s is unusable (%s); training again", folder, exc)
+        self._train(train, seed, progress)
+        self._save(folder)
+        self.trained_now = True
+
+    def _arrays(self, case: Case) -> tuple[np.ndarray, np.ndarray]:
+        images = real_images(case)
+        if sorted(images) != self.channels:
+            raise SegmenterError(f"training case {case.case_id!r} has channels {sorted(images)}, the first case "
+                                 f"{self.channels}; every case of a task must have the same images")
+        if case.labels is None:
+            raise SegmenterError(f"training case {case.case_id!r} has no label map: segresnet needs tumour labels")
+        x = np.stack([np.asarray(images[c].data, dtype=np.float32) for c in self.channels])
+        return x, brats_labels(case.labels.data).astype(np.int64)
+
+    def _train(self, train: Sequence[Case], seed: int, progress: Callable[[str, int, int], None] | None) -> None:
+        import torch
+        from monai.losses import DiceLoss
+
+        assert self.settings is not None
+        s = self.settings
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        data = [self._arrays(case) for case in train]
+        net = self._network().to(self.device)
+        opt = torch.optim.Adam(net.parameters(), lr=s["lr"], weight_decay=1e-5)
+        steps_per_epoch = max(1, -(-len(data) // s["batch"]))
+        total = s["epochs"] * steps_per_epoch
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+        dice = DiceLoss(sigmoid=True)
+        bce = torch.nn.BCEWithLogitsLoss()
+
+        def loss_fn(logits, regions):
+            return dice(logits, regions) + bce(logits, regions)
+        previous = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        net.train()
+        try:
+            for epoch in range(s["epochs"]):
+                order = rng.permutation(len(data))
+                for step in range(steps_per_epoch):
+                    idx = order[step * s["batch"]:(step + 1) * s["batch"]]
+                    xb, yb = zip(*(self._crop(*data[i], rng) for i in idx), strict=True)
+                    x = torch.from_numpy(np.stack(xb)).to(self.device)
+                    y = torch.from_numpy(_regions(np.stack(yb))).to(self.device)
+                    opt.zero_grad(set_to_none=True)
+                    loss = loss_fn(net(x), y)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                log.info("segresnet: epoch %d/%d, loss %.4f", epoch + 1, s["epochs"], loss.item())
+                if progress is not None:
+                    progress("train segmenter (segresnet)", epoch + 1, s["epochs"])
+        finally:
+            torch.use_deterministic_algorithms(previous)
+        net.eval()
+        self.model = net
+
+    def _crop(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A ``patch`` crop (the whole axis when shorter), zero-padded to a multiple of 8: centred on a random
+        tumour voxel with probability ``pos_fraction`` (tumours are small), else anywhere."""
+        assert self.settings is not None
+        size = [min(p, n) for p, n in zip(self.settings["patch"], x.shape[1:], strict=True)]
+        fg = np.flatnonzero(y) if rng.random() < self.settings["pos_fraction"] else np.array([], np.int64)
+        if fg.size:
+            centre = np.unravel_index(int(fg[rng.integers(0, fg.size)]), y.shape)
+            start = [int(min(max(c - s // 2, 0), n - s)) for c, s, n in zip(centre, size, y.shape, strict=True)]
+        else:
+            start = [int(rng.integers(0, n - c + 1)) for n, c in zip(x.shape[1:], size, strict=True)]
+        sl = tuple(slice(a, a + c) for a, c in zip(start, size, strict=True))
+        xc, yc = x[(slice(None), *sl)], y[sl]
+        target = _pad_to(size)
+        pad = [(0, t - c) for t, c in zip(target, size, strict=True)]
+        return np.pad(xc, [(0, 0), *pad]), np.pad(yc, pad)
+
+    # --------------------------------------------------------------------------------- persistence
+    def _save(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".weights.{os.getpid()}.tmp"
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(tmp))
+        tmp.replace(folder / "weights.safetensors")
+        meta = {"name": self.name, "version": self.version, "channels": self.channels, "settings": self.settings,
+                "fit": self.fit_key}
+        tmp = folder / f".meta.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(meta, indent=1))
+        tmp.replace(folder / "meta.json")
+
+    def _load(self, folder: Path) -> None:
+        from safetensors.torch import load_file
+
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("channels") != self.channels or meta.get("settings") != self.settings:
+            raise ValueError("the cached fit was made for other channels or settings")
+        net = self._network()
+        net.load_state_dict(load_file(str(folder / "weights.safetensors")))
+        self.model = net.to(self.device).eval()
+
+    def weights_digest(self) -> str:
+        """SHA-256 of the fitted weights (for determinism checks)."""
+        if self.model is None:
+            raise SegmenterError("segresnet is not prepared")
+        h = hashlib.sha256()
+        for k, v in sorted(self.model.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().numpy().tobytes())
+        return h.hexdigest()
+
+    # --------------------------------------------------------------------------------- segmenting
+    def segment(self, images: Images, *, case_id: str, affine: np.ndarray | None = None) -> np.ndarray:
+        import torch
+
+        if self.model is None or self.settings is None:
+            raise SegmenterError("segresnet is not prepared: it trains on the task's train split first (prepare)")
+        missing = [c for c in self.channels if c not in images]
+        if missing:
+            raise SegmenterError(f"case {case_id!r}: segresnet was trained on channels {self.channels}; the case "
+                                 f"lacks {missing}")
+        arrays = [np.asarray(getattr(images[c], "data", images[c]), dtype=np.float32) for c in self.channels]
+        shape = arrays[0].shape
+        bad = [c for c, a in zip(self.channels, arrays, strict=True) if a.shape != shape]
+        if bad:
+            raise SegmenterError(f"case {case_id!r}: channel(s) {bad} differ in shape from {self.channels[0]!r} {shape}")
+        x = torch.from_numpy(np.stack(arrays)[None]).to(self.device)
+        patch = self.settings["infer_patch"]
+        with torch.no_grad():
+            if all(n <= p for n, p in zip(shape, patch, strict=True)):
+                padded = _pad_to(shape)
+                xp = torch.nn.functional.pad(x, [0, padded[2] - shape[2], 0, padded[1] - shape[1], 0,
+                                                 padded[0] - shape[0]])
+                logits = self.model(xp)[..., : shape[0], : shape[1], : shape[2]]
+            else:
+                from monai.inferers import sliding_window_inference
+
+                roi = _pad_to([min(p, n) for p, n in zip(patch, shape, strict=True)])
+                logits = sliding_window_inference(x, roi, 1, self.model, overlap=0.25, mode="gaussian",
+                                                  padding_mode="constant")
+        on = (logits[0] > 0).cpu().numpy()  # sigmoid > 0.5
+        labels = np.zeros(shape, np.int16)
+        labels[on[0]] = 2
+        labels[on[0] & on[1]] = 1
+        labels[on[0] & on[2]] = 3
+        return labels
+
+
+def segresnet(**options: Any) -> SegResNetSegmenter:
+    """Factory for the registry: ``get_segmenter("segresnet", preset="cpu", epochs=20)``."""
+    return SegResNetSegmenter(**options)
+
+
+__all__ = ["PRESETS", "SegResNetSegmenter", "segresnet"]

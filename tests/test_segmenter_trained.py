@@ -1,0 +1,79 @@
+"""The built-in ``segresnet`` segmenter: it learns on the train split, is deterministic, cached, and its identity
+follows its fit. Tiny configuration on the tiny BraTS layout (20 x 22 x 8 voxels)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cmsbench.benchmark.downstream.segmenters import SegmenterError, brats_labels, get_segmenter, real_images
+from cmsbench.benchmark.runner import LazyCases
+from cmsbench.tasks.dataset import open_dataset
+from cmsbench.tasks.registry import get_task
+
+TINY = {"preset": "cpu", "epochs": 25, "init_filters": 8, "patch": [24, 24, 8], "batch": 4, "lr": 0.003}
+
+
+@pytest.fixture()
+def data(brats_tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("CMSBENCH_HOME", str(tmp_path / "home"))
+    ds = open_dataset(get_task("brats_flair"), brats_tiny)
+    return ds, LazyCases(ds, ds.case_ids("train")), [ds.load_case(c) for c in ds.case_ids("test")]
+
+
+def _wt_dice(seg, cases) -> float:
+    out = []
+    for case in cases:
+        pred = seg.segment(real_images(case), case_id=case.case_id) > 0
+        gt = brats_labels(case.labels.data) > 0
+        out.append(2 * np.sum(pred & gt) / (pred.sum() + gt.sum()))
+    return float(np.mean(out))
+
+
+def test_segresnet_learns_is_deterministic_and_cached(data):
+    ds, train, test = data
+    calls = []
+    seg = get_segmenter("segresnet", **TINY)
+    with pytest.raises(SegmenterError, match="not prepared"):
+        seg.segment(real_images(test[0]), case_id=test[0].case_id)
+    seg.prepare(train, seed=0, device="cpu", data_fingerprint=ds.fingerprint(("train",)),
+                progress=lambda stage, done, total: calls.append(done))
+    assert seg.trained_now and calls[-1] == TINY["epochs"]
+    assert _wt_dice(seg, test) >= 0.5  # an untrained network or an all-background map scores about 0
+    label_map = seg.segment(real_images(test[0]), case_id=test[0].case_id)
+    assert label_map.shape == test[0].target.shape and set(np.unique(label_map)) <= {0, 1, 2, 3}
+
+    again = get_segmenter("segresnet", **TINY)  # same data, options, seed: loaded, not trained
+    calls.clear()
+    again.prepare(train, seed=0, device="cpu", data_fingerprint=ds.fingerprint(("train",)),
+                  progress=lambda stage, done, total: calls.append(done))
+    assert not again.trained_now and not calls
+    assert again.weights_digest() == seg.weights_digest() and again.digest() == seg.digest()
+
+    import shutil
+
+    from cmsbench.paths import cache_home
+
+    shutil.rmtree(cache_home() / "segmenters")  # trained again from scratch: the same weights
+    retrained = get_segmenter("segresnet", **TINY)
+    retrained.prepare(train, seed=0, device="cpu", data_fingerprint=ds.fingerprint(("train",)))
+    assert retrained.trained_now and retrained.weights_digest() == seg.weights_digest()
+
+    other_seed = get_segmenter("segresnet", **TINY)
+    other_seed.prepare(train, seed=1, device="cpu", data_fingerprint=ds.fingerprint(("train",)))
+    assert other_seed.digest() != seg.digest()
+    assert get_segmenter("segresnet", **{**TINY, "epochs": 5}).digest() != get_segmenter("segresnet", **TINY).digest()
+
+
+def test_segresnet_refuses_bad_options_and_missing_channels(data):
+    ds, train, test = data
+    with pytest.raises(SegmenterError, match="no option"):
+        get_segmenter("segresnet", depth=3)
+    with pytest.raises(SegmenterError, match="unknown preset"):
+        get_segmenter("segresnet", preset="tpu")
+    seg = get_segmenter("segresnet", **{**TINY, "epochs": 1})
+    seg.prepare(train[:2], seed=0, device="cpu", data_fingerprint="x")
+    images = real_images(test[0])
+    images.pop("flair")
+    with pytest.raises(SegmenterError, match="lacks"):
+        seg.segment(images, case_id=test[0].case_id)
