@@ -57,3 +57,21 @@ def test_tissue_dice_ct(benchmark):
     body = np.ones(SHAPE, bool)
     out = benchmark.pedantic(tissue_dice, args=(real, synth, body), rounds=3, iterations=1)
     assert 0.5 < out["soft_tissue"] < 1
+
+
+def test_segresnet_segmentation_time_per_brats_case(benchmark):
+    """Inference of the built-in segresnet (CPU preset network, 3 channels) on one 240 x 240 x 155 case:
+    sliding window of 128^3 (the time does not depend on the weights, so the network is not trained here),
+    next to the scoring functions above."""
+    import torch
+
+    from cmsbench.benchmark.downstream.segresnet import SegResNetSegmenter
+
+    seg = SegResNetSegmenter(preset="cpu")
+    seg.settings, seg.channels = seg._resolve("cpu"), ["flair", "t1", "t2"]
+    torch.manual_seed(0)
+    seg.model = seg._network().eval()
+    rng = np.random.default_rng(0)
+    images = {c: rng.random(SHAPE, dtype=np.float32) for c in seg.channels}
+    out = benchmark.pedantic(seg.segment, args=(images,), kwargs={"case_id": "bench"}, rounds=2, iterations=1)
+    assert out.shape == SHAPE
