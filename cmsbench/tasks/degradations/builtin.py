@@ -291,6 +291,12 @@ def _contrast_dose_v1(volume: Volume, params: dict[str, Any], *, rng: np.random.
     return volume.with_data(low.astype(_out_dtype(volume.data)))
 
 
+#: the parameters both versions of contrast_dose share
+_DOSE = Parameter("dose", 0.1, "fraction of the standard dose, in (0, 1] (0.1, 0.2 or 0.33 typical)",
+                  real(low=0.0, high=1.0, low_open=True))
+_KEEP_ZERO_BACKGROUND = Parameter("keep_zero_background", True, "voxels zero in both images (skull-stripped "
+                                  "background) stay zero", boolean)
+
 #: Version 1, kept reachable (``operator_version: "1"``) so specs naming it degrade as they did. Its noise
 #: only tops the linear combination up to the full-dose level, so the low dose shares the noise
 #: realisations of both scans (dose scaling then cancels the pre-contrast noise and reproduces the
@@ -301,14 +307,12 @@ CONTRAST_DOSE_V1 = Operator(
     summary="low-dose contrast-enhanced MR from pre-contrast and full-dose images, noise matched to the acquisition",
     function=_contrast_dose_v1,
     parameters=(
-        Parameter("dose", 0.1, "fraction of the standard dose, in (0, 1] (0.1, 0.2 or 0.33 typical)",
-                  real(low=0.0, high=1.0, low_open=True)),
+        _DOSE,
         Parameter("noise", "matched", "'matched': add noise so the result has the full-dose image's noise level; "
                   "'none': the noiseless linear model", choice("matched", "none")),
         Parameter("sigma", None, "the acquisition noise level in image units (both images); None: estimated "
                   "from each image (robust MAD of the finest 3D Haar detail)", optional(real(low=0.0))),
-        Parameter("keep_zero_background", True, "voxels zero in both images (skull-stripped background) stay zero",
-                  boolean),
+        _KEEP_ZERO_BACKGROUND,
     ),
     requires=("pre",),
     stochastic=True,
@@ -349,15 +353,13 @@ CONTRAST_DOSE = Operator(
     summary="low-dose contrast-enhanced MR from pre-contrast and full-dose images, plus its own acquisition noise",
     function=_contrast_dose,
     parameters=(
-        Parameter("dose", 0.1, "fraction of the standard dose, in (0, 1] (0.1, 0.2 or 0.33 typical)",
-                  real(low=0.0, high=1.0, low_open=True)),
+        _DOSE,
         Parameter("noise", "acquisition", "'acquisition': add independent Gaussian noise at the full-dose "
                   "acquisition's level (the low dose is a scan of its own); 'none': the linear model alone",
                   choice("acquisition", "none")),
         Parameter("sigma", None, "the low-dose acquisition's noise level in image units; None: the full-dose "
                   "image's, estimated (robust MAD of the finest 3D Haar detail)", optional(real(low=0.0))),
-        Parameter("keep_zero_background", True, "voxels zero in both images (skull-stripped background) stay zero",
-                  boolean),
+        _KEEP_ZERO_BACKGROUND,
     ),
     requires=("pre",),
     stochastic=True,
