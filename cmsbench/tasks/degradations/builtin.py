@@ -267,12 +267,17 @@ def estimate_noise_sigma(data: np.ndarray, *, min_blocks: int = 16) -> float:
     return float(np.median(np.abs(coeffs)) / MAD_TO_SIGMA)
 
 
+def _linear_dose(volume: Volume, others: dict[str, Volume], dose: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(full, pre, pre + dose * (full - pre)) in float64; the last is exactly ``full`` at dose 1."""
+    full = np.asarray(volume.data, dtype=np.float64)
+    pre = np.asarray(others["pre"].data, dtype=np.float64)
+    return full, pre, (1.0 - dose) * pre + dose * full
+
+
 def _contrast_dose_v1(volume: Volume, params: dict[str, Any], *, rng: np.random.Generator,
                    others: dict[str, Volume]) -> Volume:
     dose = params["dose"]
-    full = np.asarray(volume.data, dtype=np.float64)
-    pre = np.asarray(others["pre"].data, dtype=np.float64)
-    low = (1.0 - dose) * pre + dose * full  # = pre + dose * (full - pre); exactly ``full`` at dose 1
+    full, pre, low = _linear_dose(volume, others, dose)
     if params["noise"] == "matched":
         if params["sigma"] is None:
             sigma_full, sigma_pre = estimate_noise_sigma(full), estimate_noise_sigma(pre)
@@ -335,9 +340,7 @@ CONTRAST_DOSE_V1 = Operator(
 def _contrast_dose(volume: Volume, params: dict[str, Any], *, rng: np.random.Generator,
                    others: dict[str, Volume]) -> Volume:
     dose = params["dose"]
-    full = np.asarray(volume.data, dtype=np.float64)
-    pre = np.asarray(others["pre"].data, dtype=np.float64)
-    low = (1.0 - dose) * pre + dose * full  # = pre + dose * (full - pre); exactly ``full`` at dose 1
+    full, pre, low = _linear_dose(volume, others, dose)
     if params["noise"] == "acquisition":
         sigma = estimate_noise_sigma(full) if params["sigma"] is None else params["sigma"]
         noise = rng.standard_normal(full.shape) * sigma
