@@ -74,6 +74,18 @@ def cmd_data_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_card(args: argparse.Namespace) -> int:
+    from cmsbench.tasks.phantoms.catalog import generator_version, phantom_card
+
+    features = phantom_card(args.dataset)
+    _out(f"phantom {args.dataset!r}, generator version {generator_version(args.dataset)} (synthetic data, not patients)")
+    if not features:
+        _out("no acquisition features listed for this phantom")
+    for feature, parameter, source in features:
+        _out(f"- {feature}\n    parameter: {parameter}\n    source: {source}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -93,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tasks", help="list the registered tasks")
     p.set_defaults(func=cmd_tasks)
 
-    data = sub.add_parser("data", help="dataset tools: check, synth, show")
+    data = sub.add_parser("data", help="dataset tools: check, synth, show, card")
     dsub = data.add_subparsers(dest="data_command", required=True)
     p = dsub.add_parser("check", help="validate a dataset folder for a task and report every problem")
     p.add_argument("--task", required=True, help="task name or path to a task .toml")
@@ -114,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="dataset kind if it cannot be detected")
     p.add_argument("--subjects", type=int, default=6)
     p.set_defaults(func=cmd_data_show)
+    p = dsub.add_parser("card", help="what a phantom dataset models, with each feature's parameter and source")
+    p.add_argument("dataset", help="brats, ixi, udpet, ldct or synthrad")
+    p.set_defaults(func=cmd_data_card)
 
     from cmsbench.commands import benchmark, leaderboard, weights
 

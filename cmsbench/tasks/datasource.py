@@ -24,18 +24,35 @@ def phantom_root(dataset: str, seed: int = 0, size: str = "default") -> Path:
 
 
 def ensure_phantom(dataset: str, seed: int = 0, size: str = "default") -> Path:
-    """Generate the phantom dataset once (atomically: temp folder, then rename); return its root."""
-    from cmsbench.tasks.dataset import PHANTOM_MARKER
+    """Generate the phantom dataset once (atomically: temp folder, then rename); return its root.
+
+    A cached folder written by another generator version of the dataset is generated again (its records
+    keep their own data fingerprints, so nothing mixes on a leaderboard)."""
+    from cmsbench.tasks.dataset import PHANTOM_MARKER, read_phantom_marker
     from cmsbench.tasks.phantoms import synthesize
+    from cmsbench.tasks.phantoms.catalog import generator_version
 
     root = phantom_root(dataset, seed, size)
-    if (root / PHANTOM_MARKER).exists():
+    marker = read_phantom_marker(root) if (root / PHANTOM_MARKER).is_file() else None
+    wanted = generator_version(dataset)
+    if marker is not None and str(marker.get("generator_version")) == wanted:
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
-        log.warning("generating the embedded phantom dataset %r into %s (once)", dataset, root)
+        if marker is not None:
+            log.warning("the cached phantom %s was made by generator %s; generating version %s", root,
+                        marker.get("generator_version"), wanted)
+        else:
+            log.warning("generating the embedded phantom dataset %r into %s (once)", dataset, root)
         synthesize(dataset, tmp, seed=seed, size=size)
+        if marker is not None:  # replace the stale folder: move it aside first, then delete it
+            stale = Path(tempfile.mkdtemp(prefix=f".{root.name}.stale.", dir=root.parent))
+            try:
+                root.rename(stale / "old")
+            except OSError:
+                pass  # replaced concurrently by another process
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             tmp.rename(root)
         except OSError:  # generated concurrently by another process

@@ -12,8 +12,12 @@ import hashlib
 
 from cmsbench.errors import UnknownNameError
 
-#: Bumped whenever the generator's output changes for a given (dataset, seed, size, subject).
+#: The generator's base version (also in the phantom DICOM files' implementation UID).
 GENERATOR_VERSION = "1.0"
+#: Per dataset, bumped whenever that dataset's output changes for a given (seed, size, subject); a cached
+#: phantom folder of another version is generated again. brats 2.0: acquisition realism (thick-slice FLAIR,
+#: residual misalignment, lesion texture; issue 17).
+DATASET_GENERATOR_VERSIONS: dict[str, str] = {"brats": "2.0"}
 
 PHANTOM_DATASETS: tuple[str, ...] = ("brats", "ixi", "udpet", "ldct", "synthrad")
 SIZES: tuple[str, ...] = ("default", "full")
@@ -34,6 +38,11 @@ _IXI_SITE_PATTERN = ("Guys", "HH", "IOP", "Guys", "HH", "IOP", "Guys", "HH")
 
 #: PET dose-reduction factors written for every UDPET subject (``1-{drf} dose.nii.gz``).
 UDPET_DRFS: tuple[int, ...] = (2, 4, 10, 20, 50, 100)
+
+
+def generator_version(dataset: str) -> str:
+    """The generator version of ``dataset``'s phantom (recorded in its marker file and in every record)."""
+    return DATASET_GENERATOR_VERSIONS.get(dataset, GENERATOR_VERSION)
 
 
 def check_dataset(dataset: str) -> str:
@@ -96,3 +105,58 @@ def subject_ids(dataset: str, subjects: int | None = None) -> list[str]:
 def subject_sites(subjects: int | None = None) -> dict[str, str]:
     """IXI subject ID -> site for the phantom IXI dataset."""
     return {subject_id("ixi", i): ixi_site(i) for i in range(n_subjects("ixi", subjects))}
+
+
+# ----------------------------------------------------------------------------------------- phantom cards
+#: What each phantom models beyond its anatomy, with the parameter that sets it and its source:
+#: ``(feature, parameter, source)``. Shown by ``cmsbench data card DATASET`` and in the README.
+PHANTOM_CARDS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "brats": (
+        ("partial-volume tissue mixing: tissue fractions from sub-voxel samples (not labels) drive the signal "
+         "equations; labels are the largest tumour compartment where compartments fill half a voxel",
+         "sub-samples about 2.5 mm apart (two per 5 mm slice on the default grid)",
+         "signal equations: spin echo / inversion recovery with BrainWeb relaxation times (Kwan et al., IEEE "
+         "TMI 18(11), 1999)"),
+        ("FLAIR acquired as thick 2D slices with a Gaussian slice profile (FWHM = thickness, contiguous), "
+         "noise added per acquired slice, resampled linearly onto the grid",
+         "thickness 2.5-5 x the in-plane voxel (BRATS_FLAIR_THICKNESS), per subject; orientation axial 3/5, "
+         "coronal 1/5, sagittal 1/5 (BRATS_FLAIR_AXES)",
+         "BraTS FLAIR: 'axial, coronal or sagittal 2D acquisitions, 2-6 mm slice thickness', resampled to 1 mm "
+         "(Menze et al., IEEE TMI 34(10), 2015; Bakas et al., arXiv:1811.02629)"),
+        ("an independent smooth multiplicative bias field per sequence (no bias correction, as distributed)",
+         "exp(s g), g a random unit-std quadratic field, s uniform 0.05-0.2 per sequence",
+         "BraTS distributes co-registered, skull-stripped images without bias-field correction (Bakas et al., "
+         "arXiv:1811.02629)"),
+        ("residual rigid misalignment of t1, t2 and flair against t1ce (the labels' frame), cubic B-spline "
+         "resampling",
+         "rotation sd 0.3 degrees and translation sd 0.3 mm per axis, clipped at 2.5 sd (BRATS_MISALIGNMENT_SD): "
+         "sub-voxel at 1 mm",
+         "assumption: below the about one-voxel residual of BraTS' rigid co-registration to the SRI24 atlas "
+         "(Bakas et al., arXiv:1811.02629)"),
+        ("lesion sub-structure: smooth (4 mm) texture of free fluid in oedema (up to 10-25 %) and debris in "
+         "necrosis (up to 30-70 %); fluid is bright on T2 and nulled on FLAIR, debris darker on T2 and "
+         "brighter on FLAIR",
+         "LESION_SUBSTRUCTURE_1P5T relaxation (fluid 3000/400 ms, PD 1.0; debris 1300/90 ms, PD 0.85), "
+         "draw_substructure",
+         "assumed values; heterogeneous fluid content of peritumoural oedema and necrosis as seen on T2/FLAIR"),
+        ("oedema hyperintense on FLAIR in every subject: its T2 is lengthened where the per-subject jitter "
+         "would make its FLAIR signal less than 1.6 x grey matter's",
+         "BRATS_EDEMA_FLAIR_OVER_GM = 1.6",
+         "oedema is defined by FLAIR hyperintensity in the BraTS annotation protocol (Menze et al., 2015)"),
+    ),
+    "ixi": (
+        ("T1 acquired separately from the T2/PD dual echo: its own grid, field of view and a rigid head "
+         "movement of 1-3 mm / 1-3 degrees; T2 and PD share one acquisition (grid, position, coil bias)",
+         "ixi_t1_motion",
+         "IXI acquisition protocol (https://brain-development.org/ixi-dataset/): separate T1 and dual-echo "
+         "T2/PD scans"),
+        ("site-specific field strength, TR/TE, noise and bias (Guys Philips 1.5 T, HH Philips 3 T, IOP GE 1.5 T)",
+         "IxiSite",
+         "IXI scanner list per site"),
+    ),
+}
+
+
+def phantom_card(dataset: str) -> tuple[tuple[str, str, str], ...]:
+    """The features of ``dataset``'s phantom with their parameter and source (empty if none are listed)."""
+    return PHANTOM_CARDS.get(check_dataset(dataset), ())

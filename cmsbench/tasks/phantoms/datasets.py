@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from cmsbench.tasks.phantoms import anatomy, ct, lesions, mri, pet
 from cmsbench.tasks.phantoms import geometry as geo
+from cmsbench.tasks.phantoms.acquisition import Misalignment, SliceAcquisition
 from cmsbench.tasks.phantoms.catalog import UDPET_DRFS, ixi_site, subject_id
 from cmsbench.tasks.phantoms.writers import (
     deterministic_date,
@@ -93,19 +94,43 @@ def _mr_volume(
 
 
 # --------------------------------------------------------------------------------------------- BraTS
+#: FLAIR slice thickness in units of the grid's in-plane voxel (BraTS FLAIR: 2D, 2-6 mm slices on ~1 mm
+#: in-plane voxels; Menze et al. 2015). The draw is uniform over this range, per subject.
+BRATS_FLAIR_THICKNESS = (2.5, 5.0)
+#: FLAIR slice orientation (array axis of a RAS+ grid), drawn uniformly from this tuple: axial in 3 of 5
+#: subjects, coronal and sagittal in 1 of 5 each (BraTS: "axial, coronal or sagittal 2D acquisitions").
+BRATS_FLAIR_AXES = (2, 2, 2, 1, 0)
+#: Residual misalignment of t1, t2 and flair against t1ce (the frame of the labels): rotation sd (degrees
+#: per axis) and translation sd (mm per axis), each clipped at 2.5 sd; sub-voxel at BraTS's 1 mm.
+BRATS_MISALIGNMENT_SD = (0.3, 0.3)
+#: Oedema's FLAIR signal is kept at least this many times grey matter's (before the lesion texture).
+BRATS_EDEMA_FLAIR_OVER_GM = 1.6
+
+
 @dataclass(frozen=True)
 class BratsSubject:
-    """One BraTS-like subject in memory: int16 images (skull-stripped), labels and tissue fractions."""
+    """One BraTS-like subject in memory: int16 images (skull-stripped), labels and tissue fractions, and
+    the acquisition facts behind the images (for tests and the phantom card)."""
 
     subject_id: str
     grid: geo.Grid
     images: dict[str, np.ndarray]  # t1, t1ce, t2, flair
     labels: np.ndarray  # uint8 {0, 1, 2, 4}
     tissues: anatomy.Tissues
+    bias: dict[str, np.ndarray]  # multiplicative coil bias per sequence (independent draws)
+    flair_acquisition: SliceAcquisition
+    misalignment: dict[str, Misalignment]  # per sequence except t1ce
+    substructure: lesions.Substructure
 
 
 def make_brats(index: int, seed: int = 0, size: str = "default") -> BratsSubject:
-    """Subject ``index`` of the BraTS phantom (1.5 T spin-echo T1/T1ce/T2 and FLAIR, one glioma)."""
+    """Subject ``index`` of the BraTS phantom (1.5 T spin-echo T1/T1ce/T2 and FLAIR, one glioma).
+
+    Acquisition realism (phantom generator 2.0): every sequence has its own bias field; t1, t2 and flair
+    are residually misaligned against t1ce; FLAIR is acquired as thick 2D slices and resampled onto the
+    grid; oedema and necrosis carry a fluid / debris texture. Partial-volume tissue fractions (not labels)
+    drive the signal equations.
+    """
     grid = GRIDS[size]["brats"]["mr"]
     rng = subject_rng(seed, "brats", index)
     anat = anatomy.draw_anatomy(rng, _resolution(grid))
@@ -123,17 +148,33 @@ def make_brats(index: int, seed: int = 0, size: str = "default") -> BratsSubject
             mri.flair_null_ti(table["csf"].t1_ms, tr_f) * rng.uniform(0.97, 1.03),
         ),
     }  # fmt: skip
+    table.update(mri.jitter_table(mri.LESION_SUBSTRUCTURE_1P5T, rng))
+    table = mri.ensure_hyperintense(table, seqs["flair"], "edema", "gm", BRATS_EDEMA_FLAIR_OVER_GM)
+    texture = lesions.draw_substructure(grid, rng)
+    signal_fractions = texture.signal_fractions(fr)
+    thickness = float(rng.uniform(*BRATS_FLAIR_THICKNESS) * min(grid.spacing[:2]))
+    flair_acq = SliceAcquisition(int(rng.choice(BRATS_FLAIR_AXES)), thickness, float(rng.uniform(0.0, thickness)))
+    misalign = {name: Misalignment.draw(rng, *BRATS_MISALIGNMENT_SD) for name in ("t1", "t2", "flair")}
     brain = tumour.tissues.brain >= 0.5
-    images = {}
+    images, biases = {}, {}
     for name, seq in seqs.items():
-        img = _mr_volume(
-            fr, table, seq, grid, rng,
-            bias=rng.uniform(0.05, 0.2), noise=rng.uniform(0.015, 0.04), wm_level=rng.uniform(400, 1200),
-            gadolinium=tumour.gadolinium_mm if name == "t1ce" else None,
-        )  # fmt: skip
+        strength, noise, wm_level = rng.uniform(0.05, 0.2), rng.uniform(0.015, 0.04), rng.uniform(400, 1200)
+        biases[name] = mri.bias_field(grid, rng, strength)
+        gd = tumour.gadolinium_mm if name == "t1ce" else None
+        signal = mri.mr_image(signal_fractions, table, seq, gd) * biases[name]
+        if name in misalign:
+            signal = misalign[name].apply(signal, grid)
+        ref = max(seq.signal(table["wm"]), 1e-6)
+        if name == "flair":
+            stack = mri.rician(flair_acq.acquire(signal, grid.spacing), noise * ref, rng)
+            noisy = flair_acq.resample(stack, grid.shape[flair_acq.axis], grid.spacing)
+        else:
+            noisy = mri.rician(signal, noise * ref, rng)
+        img = mri.to_int16(noisy, wm_level / ref)
         img[~brain] = 0  # skull-stripped, as distributed
         images[name] = img
-    return BratsSubject(subject_id("brats", index), grid, images, tumour.labels, tumour.tissues)
+    return BratsSubject(subject_id("brats", index), grid, images, tumour.labels, tumour.tissues, biases, flair_acq,
+                        misalign, texture)
 
 
 def _brats_subject(out: Path, index: int, seed: int, size: str) -> None:

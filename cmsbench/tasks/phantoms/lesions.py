@@ -178,3 +178,49 @@ def insert_pet_lesions(
         act = act * (1.0 - m) + value * m
         lesion = np.maximum(lesion, m)
     return act.astype(np.float32), lesion
+
+
+@dataclass(frozen=True)
+class Substructure:
+    """Heterogeneous content of a glioma's compartments: the share of oedema that is free fluid and the
+    share of necrosis that is debris, each a smooth random texture (0 .. ``*_max``) over the lesion."""
+
+    fluid: np.ndarray  # share of the oedema fraction that is lesion_fluid, per voxel
+    debris: np.ndarray  # share of the necrosis fraction that is necrotic_debris, per voxel
+    fluid_max: float
+    debris_max: float
+
+    def signal_fractions(self, fractions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Fractions for the signal equations: oedema and necrosis split into their sub-structures.
+
+        The compartment fractions (and so the labels) are unchanged; only what fills them differs.
+        """
+        out = dict(fractions)
+        fluid = fractions["edema"] * self.fluid
+        debris = fractions["necrosis"] * self.debris
+        out["edema"] = (fractions["edema"] - fluid).astype(np.float32)
+        out["necrosis"] = (fractions["necrosis"] - debris).astype(np.float32)
+        out["lesion_fluid"], out["necrotic_debris"] = fluid.astype(np.float32), debris.astype(np.float32)
+        return out
+
+
+def _texture(grid: geo.Grid, rng: np.random.Generator, scale_mm: float) -> np.ndarray:
+    """A smooth random field on ``grid`` with uniform marginals on [0, 1] (Gaussian noise smoothed at
+    ``scale_mm``, standardised, through the normal CDF)."""
+    from scipy.special import ndtr
+
+    noise = rng.normal(size=grid.shape)
+    sigma = np.maximum(scale_mm / np.asarray(grid.spacing), 0.5)
+    field = ndimage.gaussian_filter(noise, sigma, mode="reflect")
+    field = (field - field.mean()) / max(float(field.std()), 1e-9)
+    return ndtr(field).astype(np.float32)
+
+
+def draw_substructure(grid: geo.Grid, rng: np.random.Generator, scale_mm: float = 4.0) -> Substructure:
+    """Lesion texture of one subject: fluid up to 10-25 % of the oedema and debris up to 30-70 % of the
+    necrosis, varying over ``scale_mm``. Fluid is bright on T2 and (nearly) nulled on FLAIR, debris darker on
+    T2 and brighter on FLAIR than the necrosis around it, so T2 and FLAIR see the texture differently."""
+    fluid_max, debris_max = float(rng.uniform(0.10, 0.25)), float(rng.uniform(0.3, 0.7))
+    fluid = fluid_max * _texture(grid, rng, scale_mm)
+    debris = debris_max * _texture(grid, rng, scale_mm)
+    return Substructure(fluid, debris, fluid_max, debris_max)

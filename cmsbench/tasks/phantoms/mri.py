@@ -47,6 +47,15 @@ RELAXATION_1P5T: dict[str, Relaxation] = {
     "necrosis": Relaxation(2000.0, 250.0, 0.95),
 }
 
+#: Lesion sub-structure (assumed values; a table of its own so that the tissue table above, and the
+#: random draws of every phantom jittering it, stay as they were): free fluid pooling in oedema (close to
+#: CSF), and proteinaceous / haemorrhagic debris in the necrotic core (shorter T1 and T2 than the
+#: fluid-like necrosis around it).
+LESION_SUBSTRUCTURE_1P5T: dict[str, Relaxation] = {
+    "lesion_fluid": Relaxation(3000.0, 400.0, 1.0),
+    "necrotic_debris": Relaxation(1300.0, 90.0, 0.85),
+}
+
 _T1_3T = {
     "csf": 3700.0, "gm": 1331.0, "wm": 832.0, "fat": 380.0, "skin": 1410.0, "bone": 1200.0,
     "marrow": 590.0, "edema": 1700.0, "enhancing": 1550.0, "necrosis": 2900.0,
@@ -101,6 +110,21 @@ class Sequence:
 def flair_null_ti(t1_csf_ms: float, tr_ms: float) -> float:
     """Inversion time (ms) that nulls a tissue of longitudinal relaxation ``t1_csf_ms`` at this TR."""
     return float(t1_csf_ms * np.log(2.0 / (1.0 + np.exp(-tr_ms / t1_csf_ms))))
+
+
+def ensure_hyperintense(table: Mapping[str, Relaxation], seq: Sequence, tissue: str, over: str,
+                        ratio: float) -> dict[str, Relaxation]:
+    """``table`` with ``tissue``'s T2 lengthened, where needed, until its signal in ``seq`` is at least
+    ``ratio`` x that of ``over`` (the oedema of a glioma is hyperintense on FLAIR by definition; per-subject
+    jitter must not undo that). The signal grows with T2 through exp(-TE/T2) only."""
+    out = dict(table)
+    have, want = seq.signal(table[tissue]), ratio * seq.signal(table[over])
+    if have >= want or have <= 0:
+        return out
+    r = table[tissue]
+    decay = min(np.exp(-seq.te_ms / r.t2_ms) * want / have, 0.999)
+    out[tissue] = replace(r, t2_ms=float(-seq.te_ms / np.log(decay)))
+    return out
 
 
 def t1_with_gadolinium(t1_ms: float, conc_mm: float, r1: float = GD_R1_PER_MM_S) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from cmsbench.tasks.phantoms.catalog import GENERATOR_VERSION
+from cmsbench.tasks.phantoms.catalog import GENERATOR_VERSION, generator_version
 
 MARKER_NAME = ".cmsbench_phantom.json"
 
@@ -68,7 +68,7 @@ def write_marker(
         "size": size,
         "subjects": int(subjects),
         "generator": "cmsbench.tasks.phantoms",
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": generator_version(dataset),
         "cmsbench_version": __version__,
         **(extra or {}),
     }
