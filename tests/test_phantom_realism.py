@@ -182,3 +182,43 @@ def test_edema_is_brighter_than_healthy_flair_in_every_subject(seed: int) -> Non
     assert len(raw) >= 15
     assert min(raw) > 1.0, sorted(raw)[:3]
     assert min(unbiased) > 1.2, sorted(unbiased)[:3]
+
+
+# --------------------------------------------------------------------------------- cached phantoms
+def test_a_cached_phantom_of_another_generator_version_is_generated_again(tmp_path, monkeypatch) -> None:
+    import json
+
+    import cmsbench.tasks.phantoms as phantoms
+    from cmsbench.tasks.datasource import ensure_phantom
+    from cmsbench.tasks.phantoms.writers import MARKER_NAME, write_marker
+
+    monkeypatch.setenv("CMSBENCH_HOME", str(tmp_path))
+    calls = []
+
+    def fake_synthesize(dataset, out, *, subjects=None, seed=0, size="default"):
+        calls.append(dataset)
+        (out / "subject.txt").write_text(f"generation {len(calls)}")
+        write_marker(out, dataset, seed, size, 1)
+        return out
+
+    monkeypatch.setattr(phantoms, "synthesize", fake_synthesize)
+    root = ensure_phantom("brats")
+    assert ensure_phantom("brats") == root and len(calls) == 1  # cached
+    marker = json.loads((root / MARKER_NAME).read_text())
+    assert marker["generator_version"] == generator_version("brats")
+    marker["generator_version"] = "1.0"  # as written by the previous generator
+    (root / MARKER_NAME).write_text(json.dumps(marker))
+    assert ensure_phantom("brats") == root and len(calls) == 2
+    assert (root / "subject.txt").read_text() == "generation 2"
+    assert json.loads((root / MARKER_NAME).read_text())["generator_version"] == "2.0"
+    assert sorted(p.name for p in root.parent.iterdir()) == [root.name]  # nothing stale left beside it
+
+
+def test_the_card_lists_each_feature_with_its_parameter_and_source(capsys) -> None:
+    from cmsbench.cli import main
+
+    assert main(["data", "card", "brats"]) == 0
+    out = capsys.readouterr().out
+    assert "generator version 2.0" in out
+    assert out.count("parameter:") == out.count("source:") >= 6
+    assert "Menze" in out and str(datasets.BRATS_EDEMA_FLAIR_OVER_GM) in out
