@@ -244,7 +244,7 @@ def crop_brats_phantom(root: Path, keep: tuple[int, int] = (7, 17)) -> None:
 @pytest.fixture(scope="module")
 def gbca(tmp_path_factory: pytest.TempPathFactory):
     from cmsbench.tasks.phantoms import synthesize
-    root = Path(synthesize("brats", tmp_path_factory.mktemp("brats"), subjects=20, seed=0))
+    root = Path(synthesize("brats", tmp_path_factory.mktemp("brats"), subjects=30, seed=0))
     crop_brats_phantom(root)
     return Held(TASK, root)
 
