@@ -23,6 +23,7 @@ BUILTIN_METHODS = {
     "bicubic": "cmsbench.baselines.classical:BicubicUpsampling",
     "guided_sr": "cmsbench.baselines.classical:GuidedSuperResolution",
     "dose_scaling": "cmsbench.baselines.classical:DoseScalingMethod",
+    "kernel_filter": "cmsbench.baselines.classical:KernelFilterMethod",
     "unet": "cmsbench.baselines.learned.supervised:UNet",
     "pix2pix": "cmsbench.baselines.learned.supervised:Pix2Pix",
     "redcnn": "cmsbench.baselines.learned.supervised:RedCNN",

@@ -300,6 +300,8 @@ def _score_default(t, p, masks, task, case_id, metadata, device, ssim_config, ex
     def applies(metric, r: str) -> bool:
         if metric.needs.lesion_regions_only and not is_lesion[r]:
             return False
+        if metric.needs.regions and r not in metric.needs.regions:
+            return False
         return metric.needs.mask or r == "global"  # a whole-grid metric is scored in region 'global' only
 
     reasons: dict[str, str] = {}

@@ -362,6 +362,59 @@ BRATS_MISSING = TaskSpec(
     parameters={"missing_seed": BRATS_MISSING_SEED},
 )
 
+# ------------------------------------------------------------- CT reconstruction-kernel conversion (issue 16)
+#: Kernel names (ConvolutionKernel, first value, case-insensitive) of the two classes: Siemens, GE, Toshiba/Canon
+#: and the chest phantom's; task parameters, so ``--parameter sharp_kernels=B50f`` states another pair.
+CT_KERNEL_SMOOTH = "B30f,B31f,B30s,B35f,I30f,Br36,STANDARD,SOFT,FC02,FC08,FC18,PHANTOM_HANN"
+CT_KERNEL_SHARP = "B70f,B60f,B50f,B70s,I70f,Br64,LUNG,BONE,BONEPLUS,FC51,FC52,FC86,PHANTOM_RAMLAK"
+CT_KERNEL_CITATION = (
+    "Protocol: multi-domain CT kernel conversion with generator-guided contrastive learning (MICCAI 2023); "
+    "kernel effect on lung densitometry: an emphysema index of 5.4 % (B30f) vs 15.3 % (B50f) from one "
+    "acquisition (Gierada D. S. et al., Radiology 2001 / the kernel-densitometry literature); data: RIDER "
+    "Lung CT (Zhao B. et al., TCIA, doi:10.7937/K9/TCIA.2015.U1X8A5NR) and AAPM / Mayo dual-kernel scans."
+)
+
+CT_KERNEL = TaskSpec(
+    name="ct_kernel",
+    version="1.0",
+    description=(
+        "CT reconstruction-kernel conversion: synthesise the sharp-kernel reconstruction (e.g. Siemens B70f, GE "
+        "LUNG / BONE) from the smooth-kernel one (B30f, STANDARD) of the same acquisition. Layout: one folder "
+        "per case holding two DICOM series told apart by ConvolutionKernel (0018,1210) (RIDER / AAPM "
+        "dual-kernel form), the kernel classes named by the task parameters smooth_kernels / sharp_kernels; or "
+        "the NIfTI pair CASE/smooth.nii.gz, CASE/sharp.nii.gz. Both series must share one grid (refused "
+        "otherwise, naming both series). HU throughout, no rescaling. PSNR and SSIM with both images clipped "
+        "to the lung window [-1350, 150] HU (centre -600, width 1500: data range 1500); MAE in HU unclipped. "
+        "Regions: body (the sharp image's foreground above -500 HU) and lung (the ground truth below -400 HU "
+        "inside the body, large connected components, closed in-plane by a radius-2 disk, holes such as "
+        "vessels filled per slice; from the ground truth only). Lung densitometry in the lung region: RA950 "
+        "(% of lung voxels below -950 HU) error in percentage points, the 15th percentile of lung HU (Perc15) "
+        "error and the mean lung density (MLD) error, each signed (prediction minus ground truth; Bland-Altman "
+        "bias and 95 % limits of agreement on the leaderboard) and absolute (ranked)."
+    ),
+    dataset=DatasetInfo(
+        "dual-kernel chest CT (RIDER Lung CT, AAPM / Mayo)",
+        "CASE/<study>/<series>/*.dcm (two series, ConvolutionKernel smooth / sharp), or CASE/{smooth,sharp}.nii.gz",
+        citation=CT_KERNEL_CITATION,
+        licence="TCIA data usage policy (CC BY 3.0 / 4.0 per collection)",
+        url="https://www.cancerimagingarchive.net/collection/rider-lung-ct/",
+    ),
+    adapter="ct_kernel",
+    inputs=("ct_smooth",),
+    target="ct_sharp",
+    units=UNITS_HU,
+    normalisation=Normalisation("none"),
+    regions=("body", "lung"),
+    metrics=("psnr", "ssim", "mae", "nmse", "ra950_error", "ra950_abs_error", "perc15_error", "perc15_abs_error",
+             "mld_error", "mld_abs_error"),
+    main_metric="psnr",
+    data_range=DataRange("window", low=-1350.0, high=150.0),
+    split=SplitPolicy("hash", salt="ct_kernel"),
+    phantom="chest",
+    adapter_options={"smooth_kernels": CT_KERNEL_SMOOTH, "sharp_kernels": CT_KERNEL_SHARP},
+    parameters={"smooth_kernels": CT_KERNEL_SMOOTH, "sharp_kernels": CT_KERNEL_SHARP},
+)
+
 BUILTIN_TASKS: tuple[TaskSpec, ...] = (
     BRATS_FLAIR,
     IXI_T1_T2,
@@ -373,4 +426,5 @@ BUILTIN_TASKS: tuple[TaskSpec, ...] = (
     IXI_SR_T2,
     GBCA_LOWDOSE,
     BRATS_MISSING,
+    CT_KERNEL,
 )

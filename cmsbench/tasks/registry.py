@@ -25,6 +25,7 @@ _BUILTIN = {
         ("ixi_sr_t2", "IXI_SR_T2"),
         ("gbca_lowdose", "GBCA_LOWDOSE"),
         ("brats_missing", "BRATS_MISSING"),
+        ("ct_kernel", "CT_KERNEL"),
     )
 }
 

@@ -3,7 +3,8 @@
 ``identity`` (copy the most similar input), ``linear`` and ``poly2`` (voxel-wise least squares),
 ``histogram`` (quantile mapping), and for denoising tasks ``gaussian`` and ``nlm`` (non-local means),
 whose hyper-parameters are tuned on the validation split; for degraded-input tasks ``bicubic``,
-``guided_sr`` (super-resolution of k-space-truncated MR) and ``dose_scaling`` (low contrast dose). All
+``guided_sr`` (super-resolution of k-space-truncated MR), ``dose_scaling`` (low contrast dose) and
+``kernel_filter`` (smooth -> sharp CT reconstruction kernel, a radial filter fitted on train). All
 are deterministic under a seed, need only numpy/scipy/scikit-image, and save their fitted state as
 arrays plus JSON.
 """
@@ -12,6 +13,7 @@ from cmsbench.baselines.classical.denoise import GaussianDenoiseMethod, NonLocal
 from cmsbench.baselines.classical.dose import DoseScalingMethod
 from cmsbench.baselines.classical.histogram import HistogramMatchingMethod
 from cmsbench.baselines.classical.identity import IdentityMethod
+from cmsbench.baselines.classical.kernel import KernelFilterMethod
 from cmsbench.baselines.classical.regression import LinearRegressionMethod, Poly2RegressionMethod
 from cmsbench.baselines.classical.upsampling import BicubicUpsampling, GuidedSuperResolution
 
@@ -22,6 +24,7 @@ __all__ = [
     "GaussianDenoiseMethod",
     "HistogramMatchingMethod",
     "IdentityMethod",
+    "KernelFilterMethod",
     "LinearRegressionMethod",
     "NonLocalMeansMethod",
     "Poly2RegressionMethod",

@@ -66,6 +66,8 @@ class Needs:
             :class:`~cmsbench.benchmark.downstream.scoring.SegmentationResult`), is computed only when
             downstream scoring is on (``--downstream``) and only in the segmentation regions ``wt``,
             ``tc``, ``et``.
+        regions: computed only in these regions (empty: in every region of the task), e.g. the lung
+            densitometry metrics in ``lung``.
     """
 
     data_range: bool = False
@@ -74,6 +76,7 @@ class Needs:
     device: bool = False
     lesion_regions_only: bool = False
     segmentation: bool = False
+    regions: tuple[str, ...] = ()
 
     def describe(self) -> str:
         parts = [self.dims]
@@ -86,6 +89,8 @@ class Needs:
             parts.append("lesion regions only")
         if self.segmentation:
             parts.append("segmentations (--downstream), regions wt/tc/et")
+        if self.regions:
+            parts.append(f"region{'s' if len(self.regions) > 1 else ''} {'/'.join(self.regions)} only")
         return ", ".join(parts)
 
 

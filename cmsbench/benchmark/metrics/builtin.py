@@ -336,3 +336,9 @@ ENHANCEMENT_RATIO_ERROR = Metric(
 #: pyproject.toml declares the same entries as entry points).
 BUILTIN_METRICS = {m.name: f"{__name__}:{var}" for var, m in list(globals().items()) if isinstance(m, Metric)}
 BUILTIN_REGIONS = {r.name: f"{__name__}:{var}" for var, r in list(globals().items()) if isinstance(r, Region)}
+
+# lung densitometry (ct_kernel) lives in its own module; registered like the other built-ins
+from cmsbench.benchmark.metrics import densitometry as _densitometry  # noqa: E402
+
+BUILTIN_METRICS.update(_densitometry.BUILTIN_METRICS)
+BUILTIN_REGIONS.update(_densitometry.BUILTIN_REGIONS)

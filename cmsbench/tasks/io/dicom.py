@@ -23,6 +23,9 @@ class DicomSeries:
     description: str
     files: list[Path] = field(default_factory=list)
     patient_id: str = ""
+    #: ConvolutionKernel (0018,1210), several values joined by a backslash; "" when absent
+    kernel: str = ""
+    study_uid: str = ""
 
 
 def scan_series(folder: Path, *, subject: str | None = None) -> tuple[list[DicomSeries], list[str]]:
@@ -40,14 +43,27 @@ def scan_series(folder: Path, *, subject: str | None = None) -> tuple[list[Dicom
                 ds = pydicom.dcmread(str(path), stop_before_pixels=True)
                 uid = str(getattr(ds, "SeriesInstanceUID", "")) or str(path.parent)
                 description, patient_id = str(getattr(ds, "SeriesDescription", "")), str(getattr(ds, "PatientID", ""))
+                kernel = _kernel(ds)
+                study_uid = str(getattr(ds, "StudyInstanceUID", ""))
         except Exception as exc:  # pydicom raises InvalidDicomError, EOFError, ...
             if path.suffix.lower() in (".dcm", ".ima"):
                 problems.append(f"{path}: not a readable DICOM file ({type(exc).__name__}: {exc}); the file is "
                                 "left out of its series: re-download it, or remove it if it is not part of the data")
             continue
-        entry = series.setdefault(uid, DicomSeries(uid=uid, description=description, patient_id=patient_id))
+        entry = series.setdefault(uid, DicomSeries(uid=uid, description=description, patient_id=patient_id,
+                                                   kernel=kernel, study_uid=study_uid))
         entry.files.append(path)
     return list(series.values()), problems
+
+
+def _kernel(ds) -> str:
+    """The ConvolutionKernel of a header ("" when absent); multiple values joined by a backslash."""
+    value = getattr(ds, "ConvolutionKernel", None)
+    if value is None:
+        return ""
+    if not isinstance(value, (str, bytes)) and hasattr(value, "__iter__"):
+        return "\\".join(str(v).strip() for v in value)
+    return str(value).strip()
 
 
 #: Largest accepted |RescaleIntercept|: CT intercepts are about -1024 HU, PET and MR ones are small;

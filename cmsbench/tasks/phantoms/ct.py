@@ -131,16 +131,35 @@ def _projector(n: int, n_angles: int, subpixels: int) -> ParallelBeam:
     return ParallelBeam(n, n_angles, n_det, fwd.tocsr(), back.T.tocsr(), inside)
 
 
-def _ramp_filter(n_det: int) -> tuple[int, np.ndarray]:
-    """Zero-padded length and frequency response of the Shepp-Logan-windowed Ram-Lak kernel."""
+#: FBP filter windows: ``shepp-logan`` (the default, Kak & Slaney's discrete ramp times sinc), ``ram-lak``
+#: (the discrete ramp alone: the sharpest), ``hann`` (ramp times 0.5 (1 + cos(pi f / f_c)), zero beyond f_c:
+#: a smooth kernel). ``cutoff`` f_c is a fraction of the detector Nyquist frequency.
+FBP_WINDOWS: tuple[str, ...] = ("shepp-logan", "ram-lak", "hann")
+
+
+def _ramp_filter(n_det: int, window: str = "shepp-logan", cutoff: float = 1.0) -> tuple[int, np.ndarray]:
+    """Zero-padded length and frequency response of the windowed discrete ramp (Ram-Lak) kernel.
+
+    The default (Shepp-Logan window, cutoff 1) is the filter every phantom used before windows existed.
+    """
+    if window not in FBP_WINDOWS:
+        raise ValueError(f"unknown FBP window {window!r}; known: {', '.join(FBP_WINDOWS)}")
+    if not 0.0 < cutoff <= 1.0:
+        raise ValueError(f"FBP cutoff must be in (0, 1] (a fraction of Nyquist), got {cutoff}")
     size = max(64, int(2 ** math.ceil(math.log2(2 * n_det))))
     k = np.concatenate([np.arange(1, size // 2 + 1, 2), np.arange(size // 2 - 1, 0, -2)])
     h = np.zeros(size)
     h[0] = 0.25
     h[1::2] = -1.0 / (np.pi * k) ** 2
     resp = np.real(np.fft.fft(h))
-    omega = np.pi * np.fft.fftfreq(size)[1:]
-    resp[1:] *= np.sin(omega) / omega
+    if window == "shepp-logan":
+        omega = np.pi * np.fft.fftfreq(size)[1:]
+        resp[1:] *= np.sin(omega) / omega
+    elif window == "hann":
+        f = np.abs(np.fft.fftfreq(size)) / 0.5  # fraction of Nyquist
+        resp *= np.where(f <= cutoff, 0.5 * (1.0 + np.cos(np.pi * f / cutoff)), 0.0)
+    if cutoff < 1.0 and window != "hann":
+        resp *= np.abs(np.fft.fftfreq(size)) / 0.5 <= cutoff
     return size, resp
 
 
@@ -152,9 +171,15 @@ def forward(mu_per_cm: np.ndarray, pixel_mm: float, geom: ParallelBeam) -> np.nd
     return (sino * np.float32(pixel_mm / 10.0)).reshape(geom.n_angles, geom.n_det, s)
 
 
-def fbp(sino: np.ndarray, pixel_mm: float, geom: ParallelBeam) -> np.ndarray:
-    """Filtered back projection of (n_angles, n_det, S) line integrals -> (n, n, S) mu in 1/cm."""
-    size, resp = _ramp_filter(geom.n_det)
+def fbp(
+    sino: np.ndarray, pixel_mm: float, geom: ParallelBeam, *, window: str = "shepp-logan", cutoff: float = 1.0
+) -> np.ndarray:
+    """Filtered back projection of (n_angles, n_det, S) line integrals -> (n, n, S) mu in 1/cm.
+
+    ``window`` and ``cutoff`` choose the reconstruction filter (:data:`FBP_WINDOWS`); the default is the
+    Shepp-Logan-windowed ramp.
+    """
+    size, resp = _ramp_filter(geom.n_det, window, cutoff)
     spec = np.fft.fft(sino.astype(np.float64), n=size, axis=1) * resp[None, :, None]
     q = np.real(np.fft.ifft(spec, axis=1))[:, : geom.n_det, :]
     q = q.reshape(geom.n_angles * geom.n_det, -1).astype(np.float32)

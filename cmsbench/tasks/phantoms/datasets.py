@@ -1,4 +1,4 @@
-"""The five phantom datasets, each written in its publisher's layout.
+"""The phantom datasets, each written in its publisher's layout.
 
 Every subject is drawn from its own generator seeded by (seed, dataset, subject index), so subject k is
 identical whatever the number of subjects. Grids are RAS+ (mm); the ``default`` size is small enough to
@@ -472,12 +472,19 @@ def _synthrad_subject(out: Path, index: int, seed: int, size: str) -> None:
     write_nifti(folder / "mask.nii.gz", sub.mask, sub.grid.affine, np.uint8)
 
 
+def _chest_subject(out: Path, index: int, seed: int, size: str) -> None:
+    from cmsbench.tasks.phantoms.chest import write_chest_subject
+
+    write_chest_subject(out, index, seed, size)
+
+
 _WRITERS: dict[str, Callable[[Path, int, int, str], object]] = {
     "brats": _brats_subject,
     "ixi": _ixi_subject,
     "udpet": _udpet_subject,
     "ldct": _ldct_subject,
     "synthrad": _synthrad_subject,
+    "chest": _chest_subject,
 }
 
 

@@ -105,9 +105,16 @@ def write_ct_slice(
     series_number: int,
     series_description: str,
     study_date: _dt.date,
+    convolution_kernel: str = "FBP Shepp-Logan",
+    study_description: str = "cmsbench phantom head CT",
+    body_part: str = "HEAD",
+    window: tuple[float, float] = (40.0, 80.0),
 ) -> Path:
     """Write one CT slice (int16 HU, rows x columns, ImageOrientationPatient [1,0,0,0,1,0]) as DICOM
-    Part-10 with Explicit VR Little Endian."""
+    Part-10 with Explicit VR Little Endian.
+
+    ``convolution_kernel`` (0018,1210), ``study_description``, ``body_part`` and ``window`` (centre, width)
+    default to the head CT phantom's values."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
@@ -130,14 +137,14 @@ def write_ct_slice(
     ds.StudyTime = "120000"
     ds.Modality = "CT"
     ds.Manufacturer = "cmsbench phantom"
-    ds.StudyDescription = "cmsbench phantom head CT"
+    ds.StudyDescription = study_description
     ds.SeriesDescription = series_description
     ds.PatientName = patient_id
     ds.PatientID = patient_id
-    ds.BodyPartExamined = "HEAD"
+    ds.BodyPartExamined = body_part
     ds.SliceThickness = f"{slice_mm:g}"
     ds.KVP = "120"
-    ds.ConvolutionKernel = "FBP Shepp-Logan"
+    ds.ConvolutionKernel = convolution_kernel
     ds.PatientPosition = "HFS"
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid
@@ -156,8 +163,8 @@ def write_ct_slice(
     ds.BitsStored = 16
     ds.HighBit = 15
     ds.PixelRepresentation = 1
-    ds.WindowCenter = "40"
-    ds.WindowWidth = "80"
+    ds.WindowCenter = f"{window[0]:g}"
+    ds.WindowWidth = f"{window[1]:g}"
     ds.RescaleIntercept = "0"
     ds.RescaleSlope = "1"
     ds.RescaleType = "HU"
