@@ -791,6 +791,38 @@ def set_level_table(board: Board, method_href: dict[str, str], keys: Sequence[st
     return table
 
 
+def agreement_table(board: Board, method_href: dict[str, str], table_id: str = "agreement") -> Table | None:
+    """Bland-Altman agreement of the densitometry quantities (:mod:`.agreement`): rows = methods, per quantity
+    the bias (mean of prediction - ground truth), the 95 % limits of agreement (bias ± 1.96 SD) and n.
+    None when the board records no signed densitometry error."""
+    from cmsbench.leaderboard.agreement import board_agreements
+
+    per_entry = board_agreements(board)
+    if not per_entry:
+        return None
+    columns = [Col("method", "Method")]
+    header: list[Any] = ["method"]
+    for a in per_entry[0][1]:
+        key = f"{_safe(a.region)}-{_safe(a.metric)}"
+        columns += [Col(f"{key}-bias", f"{a.label} bias", "mean of prediction - ground truth over the cases"),
+                    Col(f"{key}-loa", f"{a.label} 95% limits of agreement", "bias ± 1.96 × SD (ddof 1)"),
+                    Col(f"{key}-n", "n", "cases")]
+        header += [f"{a.metric} ({a.region}) {f}" for f in ("bias", "sd", "loa_low", "loa_high", "n")]
+    table = Table(table_id, columns, csv_header=header, csv_rows=[])
+    for entry, stats in per_entry:
+        row = [Td(entry.label, entry.label.lower(), href=method_href.get(entry.key))]
+        csv_row: list[Any] = [entry.label]
+        for a in stats:
+            loa = "n/a" if not math.isfinite(a.sd) else f"[{a.lower:.2f}, {a.upper:.2f}]"
+            row += [Td("n/a" if not math.isfinite(a.bias) else f"{a.bias:.2f}", _num(a.bias)),
+                    Td(loa, _num(a.upper - a.lower) if math.isfinite(a.sd) else None),
+                    Td(str(a.n), _num(a.n))]
+            csv_row += [a.bias, a.sd, a.lower, a.upper, a.n]
+        table.rows.append(row)
+        table.csv_rows.append(csv_row)
+    return table
+
+
 def set_level_conventions(board: Board) -> list[tuple[str, str]]:
     """(metric, how it is computed) of the board's set-level metrics, as their records state it."""
     out: dict[str, str] = {}
@@ -901,6 +933,9 @@ def build_site(
         set_table = set_level_table(board, method_href)
         if set_table is not None:
             _save_csv(set_table, out, folder, "../")
+        agreement = agreement_table(board, method_href)
+        if agreement is not None:
+            _save_csv(agreement, out, folder, "../")
         metric_tables = [
             {"heading": metric_heading(m, r, board),
              "table": _save_csv(_metric_table(board, board.metric(r, m), method_href), out, folder, "../")}
@@ -931,6 +966,7 @@ def build_site(
                 pd_plots=pd_plots,
                 set_table=set_table,
                 set_conventions=set_level_conventions(board),
+                agreement=agreement,
                 thumbs=views,
                 thumb_notes=thumb_notes,
                 statistics_csv=f"../csv/{folder}/statistics.csv",

@@ -195,9 +195,25 @@ def publication_table(
             "against target set), value [95% interval] with the metric's own bootstrap over cases (several seeds: "
             "mean of the values, interval spanning theirs); not a mean of per-case scores, so never in the paired "
             f"tests, groups or ranks; {directions_text(chosen_set, board)}.")
+    footnote.extend(agreement_footnote(board))
     if board.reason:
         footnote.append(f"Note: {board.reason}.")
     return PubTable(board, board.title(), header, rows, footnote)
+
+
+def agreement_footnote(board: Board) -> list[str]:
+    """Bland-Altman lines (one per densitometry quantity) for the boards that record signed densitometry errors."""
+    from cmsbench.leaderboard.agreement import board_agreements
+
+    per_entry = board_agreements(board)
+    if not per_entry:
+        return []
+    lines = []
+    for i, first in enumerate(per_entry[0][1]):
+        parts = "; ".join(f"{entry.label} {stats[i].text()} (n = {stats[i].n})" for entry, stats in per_entry)
+        lines.append(f"Bland-Altman {first.label} in {first.region}, prediction - ground truth, bias [95% limits "
+                     f"of agreement, bias ± 1.96 SD]: {parts}.")
+    return lines
 
 
 def fmt_set(s: SetSummary, decimals: int) -> str:

@@ -67,7 +67,7 @@ class KernelFilterMethod(Method):
         ),
         needs_training=True,
     )
-    defaults = {"bands": 48, "regularisation": 1e-3}
+    defaults = {"bands": 48, "regularisation": 1e-6}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -129,8 +129,5 @@ PERC15_ABS_ERROR = _metric("perc15", True)
 MLD_ERROR = _metric("mld", False)
 MLD_ABS_ERROR = _metric("mld", True)
 
-#: The signed densitometry errors whose Bland-Altman statistics the leaderboard shows: metric -> quantity label.
-AGREEMENT_METRICS = {"ra950_error": "RA950 (pp)", "perc15_error": "Perc15 (HU)", "mld_error": "MLD (HU)"}
-
 BUILTIN_METRICS = {m.name: f"{__name__}:{var}" for var, m in list(globals().items()) if isinstance(m, Metric)}
 BUILTIN_REGIONS = {"lung": f"{__name__}:LUNG"}
