@@ -171,6 +171,41 @@ def test_ldct_dicom_layout(generated: dict[str, Path]) -> None:
         assert len(uids) == 2
 
 
+def test_chest_dual_kernel_layout(generated: dict[str, Path]) -> None:
+    """ct_kernel's phantom: one study per subject holding two series told apart by ConvolutionKernel."""
+    import pydicom
+
+    from cmsbench.tasks.phantoms import chest
+
+    root = generated["chest"]
+    for pid in subject_ids("chest", N_SMALL):
+        (study,) = list((root / pid).iterdir())
+        series = sorted(d for d in study.iterdir() if d.is_dir())
+        assert len(series) == 2
+        heads = [pydicom.dcmread(next(d.glob("1-*.dcm")), stop_before_pixels=True) for d in series]
+        assert [h.ConvolutionKernel for h in heads] == [chest.SMOOTH_KERNEL, chest.SHARP_KERNEL]
+        assert heads[0].StudyInstanceUID == heads[1].StudyInstanceUID and heads[0].PatientID == pid
+        assert heads[0].SeriesInstanceUID != heads[1].SeriesInstanceUID and heads[0].BodyPartExamined == "CHEST"
+        assert len(list(series[0].glob("*.dcm"))) == chest.CHEST_GRIDS["default"].shape[2]
+
+
+def test_chest_kernels_share_one_acquisition() -> None:
+    """Both kernels reconstruct one noisy sinogram: the sharp one is noisier in the lung, the noise-free HU is
+    the same, and the anatomy holds lung, emphysema, vessels and bone."""
+    sub = datasets_chest().make_chest(0)
+    lung = sub.lung > 0.99
+    assert lung.sum() > 5000 and (sub.emphysema > 0.5).sum() > 0 and (sub.hu > 700).any()
+    hf = lambda img: np.diff(img, axis=0)[lung[1:]].std()  # noqa: E731 - high-pass proxy of the noise
+    assert hf(sub.sharp) > 1.5 * hf(sub.smooth)
+    assert abs(float(np.median(sub.sharp[lung] - sub.smooth[lung]))) < 40  # one acquisition, one mean
+
+
+def datasets_chest():
+    from cmsbench.tasks.phantoms import chest
+
+    return chest
+
+
 def test_synthrad_layout(generated: dict[str, Path]) -> None:
     root = generated["synthrad"]
     for sid in subject_ids("synthrad", N_SMALL):
