@@ -368,11 +368,14 @@ BRATS_MISSING = TaskSpec(
 CT_KERNEL_SMOOTH = "B30f,B31f,B30s,B35f,I30f,Br36,STANDARD,SOFT,FC02,FC08,FC18,PHANTOM_HANN"
 CT_KERNEL_SHARP = "B70f,B60f,B50f,B70s,I70f,Br64,LUNG,BONE,BONEPLUS,FC51,FC52,FC86,PHANTOM_RAMLAK"
 CT_KERNEL_CITATION = (
-    "Protocol: multi-domain CT kernel conversion with generator-guided contrastive learning (MICCAI 2023); "
-    "kernel effect on lung densitometry: an emphysema index of 5.4 % (B30f) vs 15.3 % (B50f) from one "
-    "acquisition (Gierada D. S. et al., Radiology 2001 / the kernel-densitometry literature); data: RIDER "
-    "Lung CT (Zhao B. et al., TCIA, doi:10.7937/K9/TCIA.2015.U1X8A5NR) and AAPM / Mayo dual-kernel scans."
+    "Protocol: multi-domain CT kernel conversion (multi-domain image-to-image translation with generator-guided "
+    "contrastive learning, MICCAI 2023; the seed survey's system); kernel effect on densitometry: an emphysema "
+    "index of 5.4 % (B30f) vs 15.3 % (B50f) from one acquisition in one study (cmsbench protocol notes, "
+    "issue 16); data: TCIA RIDER Lung CT (https://www.cancerimagingarchive.net/collection/rider-lung-ct/) and "
+    "AAPM / Mayo dual-kernel scans; RA950 threshold: Gevenois P. A. et al., Am. J. Respir. Crit. Care Med. "
+    "154, 1996."
 )
+
 
 CT_KERNEL = TaskSpec(
     name="ct_kernel",

@@ -166,7 +166,7 @@ PHANTOM_CARDS["chest"] = (
      "for both, as a dual-kernel reconstruction of one scan",
      "chest.SMOOTH_CUTOFF = 0.8; ConvolutionKernel PHANTOM_HANN / PHANTOM_RAMLAK",
      "FBP filters: Kak & Slaney, Principles of Computerized Tomographic Imaging (1988), ch. 3; dual-kernel "
-     "series of one acquisition as in RIDER Lung CT (TCIA, doi:10.7937/K9/TCIA.2015.U1X8A5NR)"),
+     "series of one acquisition as in TCIA RIDER Lung CT"),
     ("Poisson noise on the detected counts of a 2D parallel-beam projector (pixel-driven, 1.5 n views over "
      "180 degrees)",
      "chest.CHEST_I0 = 1500 photons per detector bin and view",
@@ -176,7 +176,7 @@ PHANTOM_CARDS["chest"] = (
      "trees (binary, radius 3.5-4.5 mm at the hilum, x 0.75 per generation, 5 generations) and emphysema-like "
      "regions at about -985 HU (spheres of radius 3-10 mm, count Poisson(40 s), s = U(0, 1)^1.5 per subject)",
      "chest.CHEST_HU, chest_anatomy",
-     "assumed values; lung attenuation of healthy and emphysematous lung (Gevenois et al., AJRCCM 154, 1996)"),
+     "assumed values; the -950 HU emphysema threshold of RA950 (Gevenois et al., AJRCCM 154, 1996)"),
     ("chest anatomy: elliptical body, subcutaneous fat, muscle, heart and aorta, vertebra with canal, ribs; "
      "partial volume from 3 x 3 x 2 sub-samples per voxel",
      "chest.CHEST_GRIDS (default 128 x 128 x 4 at 2.8 x 2.8 x 2.5 mm)",

@@ -147,26 +147,26 @@ def chest_anatomy(grid: geo.Grid, rng: np.random.Generator) -> tuple[np.ndarray,
     hu = np.repeat(hu2[:, :, None], len(fz), axis=2)
     lung3 = np.repeat(lungs[:, :, None], len(fz), axis=2)
     # parenchyma texture (smooth, ~15 HU) and emphysema regions
-    texture = ndimage.gaussian_filter(rng.normal(0.0, 1.0, hu.shape), (3.0 * _SUB / sx,) * 2 + (1.5,))
+    coarse = ndimage.gaussian_filter(rng.normal(0.0, 1.0, (nx, ny, len(fz))), (3.0 / sx, 3.0 / sy, 1.5))
+    texture = np.repeat(np.repeat(coarse, _SUB, axis=0), _SUB, axis=1)  # smooth on the voxel scale already
     texture *= 15.0 / max(float(texture.std()), 1e-9)
     hu[lung3] = hu_t["lung"] + texture[lung3]
     emph = np.zeros(hu.shape, bool)
     severity = rng.uniform(0.0, 1.0) ** 1.5
     n_emph = int(rng.poisson(40.0 * severity))
     inside = np.argwhere(lungs)
-    X, Y, Z = np.meshgrid(fx, fy, fz, indexing="ij")
     for _ in range(n_emph):
         i, j = inside[rng.integers(len(inside))]
         c = np.array([fx[i], fy[j], rng.uniform(fz[0] - 4.0, fz[-1] + 4.0)])
         r = rng.uniform(3.0, 10.0)
         box = (slice(max(0, i - int(r * _SUB / sx) - 1), i + int(r * _SUB / sx) + 2),
                slice(max(0, j - int(r * _SUB / sy) - 1), j + int(r * _SUB / sy) + 2))
-        d2 = (X[box] - c[0]) ** 2 + (Y[box] - c[1]) ** 2 + ((Z[box] - c[2]) * rng.uniform(0.8, 1.2)) ** 2
+        d2 = ((fx[box[0]] - c[0])[:, None, None] ** 2 + (fy[box[1]] - c[1])[None, :, None] ** 2
+              + ((fz - c[2]) * rng.uniform(0.8, 1.2))[None, None, :] ** 2)
         emph[box] |= d2 <= r * r
     emph &= lung3
     hu[emph] = hu_t["emphysema"] + rng.normal(0.0, 3.0, int(emph.sum()))
     # vessel trees from each hilum: one up-going and one down-going tree per lung
-    pts = np.stack([X, Y, Z], axis=-1)
     vessels = np.zeros(hu.shape, bool)
     for side in (-1.0, 1.0):
         hilum = np.array([side * rng.uniform(0.22, 0.28) * a, rng.uniform(-0.05, 0.1) * b, rng.uniform(fz[0], fz[-1])])
@@ -180,7 +180,8 @@ def chest_anatomy(grid: geo.Grid, rng: np.random.Generator) -> tuple[np.ndarray,
                 if not (ii.size and jj.size and kk.size):
                     continue
                 box3 = (slice(ii[0], ii[-1] + 1), slice(jj[0], jj[-1] + 1), slice(kk[0], kk[-1] + 1))
-                vessels[box3] |= _segment_distance(pts[box3], start, end) <= r
+                pts = np.stack(np.meshgrid(fx[box3[0]], fy[box3[1]], fz[box3[2]], indexing="ij"), axis=-1)
+                vessels[box3] |= _segment_distance(pts, start, end) <= r
     vessels &= lung3
     hu[vessels] = hu_t["blood"]
     emph &= ~vessels

@@ -42,8 +42,10 @@ def detect_dataset(root: Path) -> str:
         return "synthrad"
     if any(root.glob("*/*/*Full Dose Images*")):
         return "ldct"
+    if any(root.glob("*/smooth.nii.gz")) or any(root.glob("*/*/*PHANTOM_HANN*")):
+        return "chest"
     raise DataError(
-        f"cannot tell which dataset layout {root} holds; pass dataset= one of brats, ixi, udpet, ldct, synthrad"
+        f"cannot tell which dataset layout {root} holds; pass dataset= one of brats, ixi, udpet, ldct, synthrad, chest"
     )
 
 
@@ -163,7 +165,34 @@ def _rows_synthrad(root: Path, max_subjects: int) -> list[tuple[str, list[Panel]
     return rows
 
 
-_ROWS = {"brats": _rows_brats, "ixi": _rows_ixi, "udpet": _rows_udpet, "ldct": _rows_ldct, "synthrad": _rows_synthrad}
+def _rows_chest(root: Path, max_subjects: int) -> list[tuple[str, list[Panel]]]:
+    """Dual-kernel CT: the smooth and sharp series (by ConvolutionKernel) in the lung window, and their difference."""
+    import pydicom
+
+    from cmsbench.tasks.adapters.ct_kernel import DEFAULT_SHARP_KERNELS, DEFAULT_SMOOTH_KERNELS, classify_kernel
+    from cmsbench.tasks.adapters.ct_kernel import kernel_names as _names
+
+    smooth, sharp = _names(DEFAULT_SMOOTH_KERNELS), _names(DEFAULT_SHARP_KERNELS)
+    rows = []
+    for patient in sorted(p for p in root.iterdir() if p.is_dir())[:max_subjects]:
+        found: dict[str, Path] = {}
+        for series in sorted(d for d in patient.glob("*/*") if d.is_dir()):
+            first = next(series.glob("*.dcm"), None)
+            if first is not None:
+                kind = classify_kernel(str(getattr(pydicom.dcmread(first, stop_before_pixels=True),
+                                                   "ConvolutionKernel", "")), smooth, sharp)
+                if kind:
+                    found.setdefault(kind, series)
+        panels = [Panel(f"{kind} [-1350,150]", _dicom_mid_slice(found[kind])[::-1], "gray", -1350, 150)
+                  for kind in ("smooth", "sharp") if kind in found]
+        if len(panels) == 2:
+            panels.append(Panel("sharp - smooth", panels[1].image - panels[0].image, "gray", -200, 200))
+        rows.append((patient.name, panels))
+    return rows
+
+
+_ROWS = {"brats": _rows_brats, "ixi": _rows_ixi, "udpet": _rows_udpet, "ldct": _rows_ldct, "synthrad": _rows_synthrad,
+         "chest": _rows_chest}
 
 
 def montage(root: Path, out_png: Path, dataset: str | None = None, max_subjects: int = 6) -> Path:
