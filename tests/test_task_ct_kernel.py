@@ -214,6 +214,12 @@ def test_kernel_filter_reduces_the_ra950_error_of_identity(held: Held) -> None:
     assert kernel.gain[0] == pytest.approx(1.0, abs=0.05) and kernel.gain.max() > 3.0
 
 
+def test_kernel_filter_passes_conformance() -> None:
+    from cmsbench.testing.conformance import check_method
+
+    check_method(KernelFilterMethod).raise_if_failed()
+
+
 def test_kernel_filter_state_round_trips(held: Held, tmp_path: Path) -> None:
     kernel = KernelFilterMethod().fit(held.train[:2])
     again = KernelFilterMethod.load(kernel.save(tmp_path / "kf"))

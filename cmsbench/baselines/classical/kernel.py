@@ -12,7 +12,8 @@ with S, T the DFTs of the smooth input and the sharp target (HU + 1000, so that 
 ratio of the two kernels where the smooth image carries signal, and shrinks to 0 where it carries none
 (frequencies the smooth kernel removed cannot be restored). Frequencies are in cycles/mm (bands up to the
 largest in-plane Nyquist radius of the training cases), so cases of other pixel sizes get the same physical
-filter. Prediction: each axial slice's DFT times H(|f|) (linear interpolation between band centres).
+filter. Prediction: each axial slice's DFT times H(|f|) (linear interpolation between band centres). The
+filtered input is the ``source`` option, else the input named like the target, else the first.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from cmsbench.baselines.base import FitContext, Method, MethodCard
+from cmsbench.baselines.classical._common import check_source, match_by_name
 from cmsbench.errors import MethodError
 from cmsbench.tasks.volume import Case, Volume
 
@@ -67,25 +69,33 @@ class KernelFilterMethod(Method):
         ),
         needs_training=True,
     )
-    defaults = {"bands": 48, "regularisation": 1e-6}
+    defaults = {"bands": 48, "regularisation": 1e-6, "source": None}
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.centres = np.zeros(0)
         self.gain = np.zeros(0)
+        self.source: str | None = None
+
+    def _source(self, available: Sequence[str]) -> str:
+        """The filtered input: the ``source`` option, else the one named like the target, else the first."""
+        if self.options["source"] is not None:
+            return check_source(str(self.options["source"]), list(available), self.card.name)
+        if self.source in available:
+            return str(self.source)
+        return match_by_name(list(available), self.target) or list(available)[0]
 
     def _fit(self, train: Sequence[Case], val: Sequence[Case], ctx: FitContext) -> None:
-        if len(self.inputs) != 1:
-            raise MethodError(f"method {self.card.name!r} converts one CT reconstruction, got inputs {list(self.inputs)}")
+        self.source = self._source(self.inputs)
         n_bands = int(self.options["bands"])
         if n_bands < 2:
             raise MethodError(f"method {self.card.name!r}: bands must be >= 2, got {n_bands}")
-        f_max = max(float(np.hypot(0.5 / _spacing(c.inputs[self.inputs[0]])[0],
-                                   0.5 / _spacing(c.inputs[self.inputs[0]])[1])) for c in train)
+        f_max = max(float(np.hypot(0.5 / _spacing(c.inputs[self.source])[0],
+                                   0.5 / _spacing(c.inputs[self.source])[1])) for c in train)
         edges = np.linspace(0.0, f_max * (1 + 1e-9), n_bands + 1)
         num, den = np.zeros(n_bands), np.zeros(n_bands)
         for case in train:
-            src = case.inputs[self.inputs[0]]
+            src = case.inputs[self.source]
             assert case.target is not None
             if src.shape != case.target.shape:
                 raise MethodError(f"method {self.card.name!r}: case {case.case_id!r} has input shape {src.shape} "
@@ -106,12 +116,13 @@ class KernelFilterMethod(Method):
     def predict(self, inputs: Mapping[str, Volume]) -> Volume:
         self.require_fitted()
         _, ref = self.stack_inputs(inputs)
-        src = inputs[(self.inputs or tuple(inputs))[0]]
+        src = inputs[self._source(list(self.inputs or inputs))]
         return self.output(apply_radial_filter(np.asarray(src.data), _spacing(src), self.centres, self.gain), ref)
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        return {"centres": self.centres, "gain": self.gain}, {}
+        return {"centres": self.centres, "gain": self.gain}, {"source": self.source}
 
     def set_state(self, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
         self.centres = np.asarray(arrays["centres"], np.float64)
         self.gain = np.asarray(arrays["gain"], np.float64)
+        self.source = meta.get("source")
