@@ -232,7 +232,7 @@ def _tree_bytes(root: Path) -> dict[str, bytes]:
 
 
 def test_same_seed_gives_identical_bytes(tmp_path: Path, generated: dict[str, Path]) -> None:
-    for name in ("brats", "ldct"):
+    for name in ("brats", "ldct", "chest"):
         again = _tree_bytes(synthesize(name, tmp_path / f"{name}-a", subjects=1, seed=0))
         first = _tree_bytes(generated[name])
         assert again, name

@@ -169,7 +169,8 @@ PHANTOM_CARDS["chest"] = (
      "series of one acquisition as in TCIA RIDER Lung CT"),
     ("Poisson noise on the detected counts of a 2D parallel-beam projector (pixel-driven, 1.5 n views over "
      "180 degrees)",
-     "chest.CHEST_I0 = 1500 photons per detector bin and view",
+     "chest.CHEST_I0 = 1500 photons per detector bin and view (bins 2.8 mm wide, 192 views: fewer, larger "
+     "measurements than a clinical scanner's, so the count per measurement is not a clinical one)",
      "assumption: a dose at which the sharp kernel's lung noise moves RA950 by several percentage points, as "
      "in real scans (5.4 % B30f vs 15.3 % B50f in one emphysema study)"),
     ("lung parenchyma about -860 HU (jitter sd 15 HU per subject, smooth 15 HU texture) with branching vessel "
