@@ -44,6 +44,10 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     report = check_dataset(task, args.data_root, load=not args.quick)
     _out(f"task {report.task}: {report.n_cases} usable case(s) in {report.root}")
     _out("subjects per split: " + ", ".join(f"{k} {v}" for k, v in report.counts.items()))
+    if report.excluded:
+        _out(f"{len(report.excluded)} case(s) excluded by the task's protocol (not problems):")
+        for excluded in report.excluded:
+            _out(f"  - {excluded}")
     if report.problems:
         _out(f"{len(report.problems)} problem(s):")
         for problem in report.problems:

@@ -99,6 +99,8 @@ class Dataset:
     split: Split
     phantom: dict | None = None
     cache: CaseCache | None = field(default=None, repr=False)
+    #: cases the protocol leaves out (with the reason), as the adapter reported them
+    excluded: list[Problem] = field(default_factory=list)
 
     @property
     def is_phantom(self) -> bool:
@@ -181,7 +183,8 @@ def open_dataset(task: TaskSpec, root: str | Path, *, use_cache: bool = True, st
     except CmsbenchError as exc:
         raise DataError(f"task {task.name!r}, dataset {root}: {exc}") from exc
     cache = CaseCache(cache_home() / "cases", writes=cache_writes) if use_cache else None
-    return Dataset(task, root, refs, list(found.problems), split, read_phantom_marker(root), cache)
+    return Dataset(task, root, refs, list(found.problems), split, read_phantom_marker(root), cache,
+                   list(found.excluded))
 
 
 @dataclass
@@ -193,6 +196,7 @@ class CheckReport:
     counts: dict[str, int]
     problems: list[Problem]
     n_cases: int
+    excluded: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -228,4 +232,4 @@ def check_dataset(task: TaskSpec, root: str | Path, *, load: bool = True, use_ca
             counts = split.counts()
         except CmsbenchError as exc:
             problems.append(Problem(str(exc)))
-    return CheckReport(task.name, str(root), counts, problems, len(good))
+    return CheckReport(task.name, str(root), counts, problems, len(good), list(found.excluded))

@@ -15,6 +15,7 @@ _ADAPTERS = {
     "ixi_sr": "cmsbench.tasks.adapters.superres:IxiSuperResAdapter",
     "brats_gbca": "cmsbench.tasks.adapters.gbca:BratsGbcaAdapter",
     "brats_missing": "cmsbench.tasks.adapters.brats_missing:BratsMissingAdapter",
+    "msd_thin": "cmsbench.tasks.adapters.thin:ThinSliceAdapter",
 }
 
 

@@ -472,12 +472,19 @@ def _synthrad_subject(out: Path, index: int, seed: int, size: str) -> None:
     write_nifti(folder / "mask.nii.gz", sub.mask, sub.grid.affine, np.uint8)
 
 
+def _msd_ct_subject(out: Path, index: int, seed: int, size: str) -> None:
+    from cmsbench.tasks.phantoms.abdomen import _abdomen_subject
+
+    _abdomen_subject(out, index, seed, size)
+
+
 _WRITERS: dict[str, Callable[[Path, int, int, str], object]] = {
     "brats": _brats_subject,
     "ixi": _ixi_subject,
     "udpet": _udpet_subject,
     "ldct": _ldct_subject,
     "synthrad": _synthrad_subject,
+    "msd_ct": _msd_ct_subject,
 }
 
 
@@ -528,3 +535,7 @@ def generate(dataset: str, out: Path, n: int, seed: int, size: str) -> None:
             pool.shutdown()
     if dataset == "udpet":
         _write_udpet_metadata(out, [r for r in results if isinstance(r, PetMeta)])
+    if dataset == "msd_ct":
+        from cmsbench.tasks.phantoms.abdomen import write_dataset_json
+
+        write_dataset_json(out, n)
