@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="only check the layout, do not read the images")
     p.set_defaults(func=cmd_data_check)
     p = dsub.add_parser("synth", help="write a phantom dataset in its official layout")
-    p.add_argument("dataset", help="brats, ixi, udpet, ldct or synthrad")
+    p.add_argument("dataset", help="brats, ixi, udpet, ldct, synthrad or msd_ct")
     p.add_argument("--out", required=True)
     p.add_argument("--subjects", type=_positive_int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subjects", type=int, default=6)
     p.set_defaults(func=cmd_data_show)
     p = dsub.add_parser("card", help="what a phantom dataset models, with each feature's parameter and source")
-    p.add_argument("dataset", help="brats, ixi, udpet, ldct or synthrad")
+    p.add_argument("dataset", help="brats, ixi, udpet, ldct, synthrad or msd_ct")
     p.set_defaults(func=cmd_data_card)
 
     from cmsbench.commands import benchmark, leaderboard, weights

@@ -188,7 +188,9 @@ def thin(tmp_path_factory: pytest.TempPathFactory) -> Held:
     from cmsbench.tasks.phantoms import synthesize
 
     root = synthesize("msd_ct", tmp_path_factory.mktemp("msd_ct"), subjects=40)
-    return Held(TASK, root)
+    held = Held(TASK, root)
+    held.root = root  # type: ignore[attr-defined]
+    return held
 
 
 def _fitted(cls, held: Held, **options):
@@ -205,3 +207,35 @@ def test_cubic_beats_nearest_on_the_phantom(thin: Held) -> None:
     assert diff > 1.0 and p < 0.05, (scores, p)
     diff, p = paired_p(scores["linear_z"], scores["nearest_z"])
     assert diff > 1.0 and p < 0.05
+
+
+def test_phantom_is_labelled_and_checks_clean(thin: Held, capsys: pytest.CaptureFixture[str]) -> None:
+    root = thin.root
+    info = json.loads((root / "Task90_PhantomAbdomenCT" / "dataset.json").read_text())
+    assert info["phantom"] is True and info["modality"] == {"0": "CT"} and len(info["training"]) == 40
+    report = check_dataset(get_task(TASK), root, load=False, use_cache=False)
+    assert report.ok and [e.subject for e in report.excluded] == ["abdomen_17"]  # its metal implant
+    assert main(["data", "card", "msd_ct"]) == 0
+    assert "Gaussian noise" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_unet_residual_coronal_beats_cubic(thin: Held) -> None:
+    from cmsbench.baselines.learned.supervised import UNet
+
+    thin.task = replace(get_task(TASK), metrics=("psnr",))
+    cubic = thin.scores(_fitted(CubicZ, thin), "synthesised_body")
+    unet = _fitted(UNet, thin, config="small", residual=True, plane="coronal", features=[8, 8, 16, 32, 64, 8],
+                   steps=150, lr=1e-3, loss="mse")
+    scores = thin.scores(unet, "synthesised_body")
+    diff, p = paired_p(scores, cubic)
+    assert diff > 0.2 and p < 0.05, (diff, p)
+
+
+def test_unet_options_at_their_defaults_keep_the_run_identity() -> None:
+    from cmsbench.baselines.learned.supervised import UNet
+
+    plain = UNet().identity_options()
+    assert "plane" not in plain and "residual" not in plain
+    assert UNet(plane="coronal", residual=True).identity_options()["plane"] == "coronal"
+    assert UNet(plane="axial").identity_options() == plain

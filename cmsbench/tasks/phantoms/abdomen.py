@@ -102,24 +102,24 @@ def make_abdomen(index: int, seed: int = 0, size: str = "default") -> AbdomenSub
     scale = half_fov / 144.0
     jitter = {k: v + rng.normal(0, 6) for k, v in HU.items()}
     labels = np.zeros(grid.shape, np.uint8)
-    # liver on the subject's right (array x negative), its dome within the volume for some subjects
-    lc = (-45 * scale + rng.normal(0, 5), -5 * scale + rng.normal(0, 5), rng.uniform(-20, 30))
+    # RAS+: +x is the subject's right, +y anterior. Liver on the right, its dome within the volume for some
+    lc = (45 * scale + rng.normal(0, 5), 5 * scale + rng.normal(0, 5), rng.uniform(-20, 30))
     lr = (rng.uniform(55, 70) * scale, rng.uniform(55, 70) * scale, rng.uniform(45, 80))
     liver = _inside(_ellipsoid(x, y, z, lc, lr))
     _paint(img, liver, jitter["liver"])
     labels[liver > 0.5] = 1
     # spleen, kidneys
-    _paint(img, _inside(_ellipsoid(x, y, z, (65 * scale, 25 * scale, rng.uniform(-10, 20)),
+    _paint(img, _inside(_ellipsoid(x, y, z, (-65 * scale, -25 * scale, rng.uniform(-10, 20)),
                                    (22 * scale, 32 * scale, rng.uniform(30, 50)))), jitter["spleen"])
     for side in (-1, 1):
-        kc = (side * 50 * scale, 55 * scale, rng.uniform(-25, 10))
+        kc = (side * 50 * scale, -55 * scale, rng.uniform(-25, 10))
         _paint(img, _inside(_ellipsoid(x, y, z, kc, (18 * scale, 25 * scale, rng.uniform(25, 40)))), jitter["kidney"])
     # aorta drifting along z
     drift = rng.normal(0, 0.15, size=2)
-    _paint(img, _inside(_tube(x, y, z, (8 * scale, 35 * scale, 0.0), (drift[0], drift[1], 1.0), 10 * scale)),
+    _paint(img, _inside(_tube(x, y, z, (-8 * scale, -35 * scale, 0.0), (drift[0], drift[1], 1.0), 10 * scale)),
            jitter["aorta"])
     # vertebral column: bodies with a cortical shell, discs every 25-32 mm
-    sc = (0.0, 75 * scale)
+    sc = (0.0, -75 * scale)  # posterior
     rv = 17 * scale
     r_sp = np.sqrt((x - sc[0]) ** 2 + (y - sc[1]) ** 2)
     _paint(img, _inside(r_sp - rv), jitter["cortex"])
@@ -148,13 +148,13 @@ def make_abdomen(index: int, seed: int = 0, size: str = "default") -> AbdomenSub
         labels[occ > 0.5] = 2
     # bowel gas pockets
     for _ in range(int(rng.integers(2, 6))):
-        p0 = (rng.uniform(-0.4, 0.6) * a.mean(), rng.uniform(-0.6, 0.1) * b.mean(), rng.uniform(-25, 25))
+        p0 = (rng.uniform(-0.6, 0.4) * a.mean(), rng.uniform(-0.1, 0.6) * b.mean(), rng.uniform(-25, 25))
         radius = rng.uniform(4.0, 12.0)
         _paint(img, _inside(_ellipsoid(x, y, z, p0, (radius, radius * 0.8, radius * rng.uniform(0.5, 1.2)))),
                jitter["gas"])
     metal = index % METAL_EVERY[0] == METAL_EVERY[1]
     if metal:  # a small metal implant (SAINT excludes such volumes by their HU range)
-        _paint(img, _inside(_ellipsoid(x, y, z, (sc[0], sc[1] - rv, 0.0), (4.0, 4.0, 6.0))), METAL_HU)
+        _paint(img, _inside(_ellipsoid(x, y, z, (sc[0], sc[1] + rv, 0.0), (4.0, 4.0, 6.0))), METAL_HU)
     sigma = rng.uniform(*NOISE_HU)
     noise = rng.standard_normal(grid.shape)
     noise = ndimage.gaussian_filter(noise, sigma=(0.6, 0.6, 0.0))
