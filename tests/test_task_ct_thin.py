@@ -74,6 +74,12 @@ def test_spec_parameters_change_the_fingerprint() -> None:
     task = get_task(TASK)
     assert task.inputs == ("ct_thick",) and task.target == "ct" and task.parameters == {"factor": 4, "operator": "decimate"}
     assert task.data_range.low == -1024 and task.data_range.high == 3071
+    # the fixed operator options are the operator's own resolved options, less the parameterised factor
+    expected = degradation("decimate", factor=4).options()
+    expected["operator_params"].pop("factor")
+    assert {k: task.adapter_options[k] for k in expected} == expected
+    slab = degradation("slab", factor=4).options()["operator_params"]
+    assert {k: v for k, v in slab.items() if k != "factor"} == expected["operator_params"]
     fps = {task.fingerprint(), task.with_parameters(factor=6).fingerprint(),
            task.with_parameters(operator="slab").fingerprint()}
     assert len(fps) == 3
@@ -136,6 +142,8 @@ def test_msd_reader_excludes_metal_and_names_planted_problems(tmp_path: Path,
     assert [e.subject for e in report.excluded] == ["metal_3"] and "9000" in report.excluded[0].message
     text = "\n".join(str(p) for p in report.problems)
     assert "gone_5.nii.gz" in text and "gap_4.nii.gz" in text and "pixdim" in text
+    source = open_dataset(get_task(TASK), tmp_path, use_cache=False).describe_source()  # what records keep
+    assert [e["case"] for e in source["excluded"]] == ["metal_3"] and source["n_cases"] == 3
     assert main(["data", "check", "--task", TASK, "--data-root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "excluded" in out and "metal_3" in out and "gone_5.nii.gz" in out
@@ -196,6 +204,7 @@ def test_runs_end_to_end_through_the_command_line(tmp_path: Path) -> None:
     assert main(args) == 0
     record = json.loads(next((tmp_path / "results" / TASK / "cubic_z").glob("*.json")).read_text())
     assert "acquired_slices" in json.dumps(record["scoring"])
+    assert "excluded" not in record["data"]
 
 
 @pytest.fixture(scope="module")

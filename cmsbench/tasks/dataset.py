@@ -138,13 +138,16 @@ class Dataset:
 
     def describe_source(self) -> dict:
         """What data a result came from: phantom or real, the path and its fingerprint."""
-        return {
+        source = {
             "kind": "phantom" if self.is_phantom else "real",
             "path": str(self.root),
             "fingerprint": self.fingerprint(),
             "phantom": self.phantom,
             "n_cases": len(self.refs),
         }
+        if self.excluded:  # only where a protocol excludes cases, so other records keep their form
+            source["excluded"] = [{"case": e.subject, "path": e.path, "reason": e.message} for e in self.excluded]
+        return source
 
 
 def read_phantom_marker(root: Path) -> dict | None:
