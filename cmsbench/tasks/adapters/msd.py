@@ -9,13 +9,14 @@ Checked, each problem naming the file: a ``dataset.json`` that is missing, unrea
 listed image that is missing; a header whose ``pixdim`` disagrees with its affine (a wrong slice spacing) or
 whose voxel size is not positive. SAINT's exclusion (Peng et al., CVPR 2020): a volume whose HU range
 (max - min) exceeds :data:`HU_RANGE_LIMIT` (metal) is not a case; it is listed in ``Discovery.excluded``
-with its range. Reading the ranges reads every volume once per process (remembered under path, size and
-mtime).
+with its range. Reading the ranges reads every volume once (remembered under path, size and mtime in
+``$CMSBENCH_HOME/msd_hu_ranges.json``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +94,44 @@ def header_problem(path: Path) -> str | None:
     return None
 
 
+def _range_file() -> Path:
+    from cmsbench.paths import cache_home
+
+    return cache_home() / "msd_hu_ranges.json"
+
+
+def _stored_ranges() -> dict[str, list[float]]:
+    try:
+        stored = json.loads(_range_file().read_text())
+        return stored if isinstance(stored, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def hu_range(path: Path, subject: str) -> tuple[float, float]:
-    """(min, max) HU of the volume at ``path`` (remembered per path, size and mtime)."""
+    """(min, max) HU of the volume at ``path``, remembered per path, size and mtime in this process and in
+    ``$CMSBENCH_HOME/msd_hu_ranges.json`` (a real MSD task is read whole only once)."""
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _RANGES:
-        data = read_nifti(path, modality="ct", units=UNITS_HU, subject=subject).data
-        _RANGES[key] = (float(data.min()), float(data.max()))
+    if key in _RANGES:
+        return _RANGES[key]
+    text_key = f"{key[0]}|{key[1]}|{key[2]}"
+    stored = _stored_ranges()
+    value = stored.get(text_key)
+    if isinstance(value, list) and len(value) == 2:
+        _RANGES[key] = (float(value[0]), float(value[1]))
+        return _RANGES[key]
+    data = read_nifti(path, modality="ct", units=UNITS_HU, subject=subject).data
+    _RANGES[key] = (float(data.min()), float(data.max()))
+    stored[text_key] = list(_RANGES[key])
+    try:  # best effort: an unwritable cache only costs reading the volume again in the next process
+        target = _range_file()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(stored))
+        os.replace(tmp, target)
+    except OSError:
+        pass
     return _RANGES[key]
 
 
