@@ -44,6 +44,10 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     report = check_dataset(task, args.data_root, load=not args.quick)
     _out(f"task {report.task}: {report.n_cases} usable case(s) in {report.root}")
     _out("subjects per split: " + ", ".join(f"{k} {v}" for k, v in report.counts.items()))
+    if report.excluded:
+        _out(f"{len(report.excluded)} case(s) excluded by the task's protocol (not problems):")
+        for excluded in report.excluded:
+            _out(f"  - {excluded}")
     if report.problems:
         _out(f"{len(report.problems)} problem(s):")
         for problem in report.problems:
@@ -114,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="only check the layout, do not read the images")
     p.set_defaults(func=cmd_data_check)
     p = dsub.add_parser("synth", help="write a phantom dataset in its official layout")
-    p.add_argument("dataset", help="brats, ixi, udpet, ldct, synthrad or chest")
+    p.add_argument("dataset", help="brats, ixi, udpet, ldct, synthrad, chest or msd_ct")
     p.add_argument("--out", required=True)
     p.add_argument("--subjects", type=_positive_int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -127,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subjects", type=int, default=6)
     p.set_defaults(func=cmd_data_show)
     p = dsub.add_parser("card", help="what a phantom dataset models, with each feature's parameter and source")
-    p.add_argument("dataset", help="brats, ixi, udpet, ldct, synthrad or chest")
+    p.add_argument("dataset", help="brats, ixi, udpet, ldct, synthrad, chest or msd_ct")
     p.set_defaults(func=cmd_data_card)
 
     from cmsbench.commands import benchmark, leaderboard, weights

@@ -88,6 +88,9 @@ class Method(ABC):
     card: ClassVar[MethodCard]
     #: default hyper-parameters; the constructor accepts exactly these keys
     defaults: ClassVar[Mapping[str, Any]] = {}
+    #: options added after the method's first release: at their default value they are left out of
+    #: :meth:`identity_options`, so the runs (and records) made before they existed keep their identity
+    late_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.defaults))
@@ -201,6 +204,11 @@ class Method(ABC):
         method.set_state(arrays, record.get("meta", {}))
         method.fitted = bool(record.get("fitted", True))
         return method
+
+    def identity_options(self) -> dict[str, Any]:
+        """The options that name a run: every option, except the :attr:`late_options` left at their default."""
+        return {k: v for k, v in self.options.items()
+                if not (k in self.late_options and v == self.defaults.get(k))}
 
     # ---------------------------------------------------------------------------------- helpers
     def require_fitted(self) -> None:

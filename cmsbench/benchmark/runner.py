@@ -219,7 +219,8 @@ def resolve_run(config: RunConfig, *, dataset: Dataset | None = None) -> Resolve
                                     task)
     method_cls = get_method_class(config.method)
     check_varying_target(method_cls.card, task)  # a varying-target task needs a method that says how it serves it
-    options = dict(method_cls(**config.options).options)  # validates options; full options incl. defaults
+    # validates options; full options incl. defaults (late options at their default left out: older identities)
+    options = method_cls(**config.options).identity_options()
     if dataset is None:
         root, is_phantom = resolve_data_root(task, config.data_root)
         if is_phantom:
@@ -370,7 +371,7 @@ def new_record(task: TaskSpec, dataset: Dataset, identity: RunIdentity, method: 
 def _new_record(resolved: ResolvedRun, method: Method, device: str) -> RunRecord:
     config, cls = resolved.config, resolved.method_cls
     return new_record(resolved.task, resolved.dataset, resolved.identity,
-                      {"name": cls.card.name, "version": cls.card.version, "options": dict(method.options),
+                      {"name": cls.card.name, "version": cls.card.version, "options": method.identity_options(),
                        "card": cls.card.to_dict(), "entry": config.method},
                       split_variant=config.split_variant, device=device,
                       partial=config.max_cases is not None and config.max_cases < len(resolved.dataset.split.test))

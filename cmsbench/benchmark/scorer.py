@@ -203,6 +203,9 @@ def score_case(
         raise _unknown("scoring mode", mode, modes)
     masks = dict(masks or {})
     t, p = _check_inputs(target, prediction, masks, case_id)
+    restored = _restore_acquired(t, p, masks, task)
+    if restored is not None:
+        p = restored
     from cmsbench.benchmark.metrics.registry import get_mode
 
     if mode != "default" and get_mode(mode).score is not None:
@@ -223,7 +226,27 @@ def score_case(
         out = _score_default(t, p, masks, task, case_id, metadata or {}, device, ssim_config, tuple(extra_metrics))
     if segmentation is not None:
         _add_segmentation(out, t, p, masks, task, mode, segmentation, downstream_metrics, case_id, device)
+    if restored is not None:
+        out.convention["acquired_slices"] = ACQUIRED_CONVENTION
     return out
+
+
+#: the ``adapter_options`` key and value of tasks whose copied input voxels are set to the ground truth
+RESTORE_OPTION, RESTORE_VALUE = "score_acquired", "ground_truth"
+ACQUIRED_CONVENTION = ("the prediction's voxels in the case's 'acquired' mask (the input slices a method "
+                       "copies) are replaced by the ground truth before any metric, so that copied slices can "
+                       "neither help nor hurt (3D and per-plane SSIM windows that reach into them see the "
+                       "ground truth); region metrics count the synthesised slices only")
+
+
+def _restore_acquired(t: np.ndarray, p: np.ndarray, masks: dict, task) -> np.ndarray | None:
+    """The prediction with the acquired voxels set to the ground truth, for tasks that ask for it
+    (``adapter_options["score_acquired"] == "ground_truth"``) and cases with an ``acquired`` mask; else None."""
+    options = getattr(task, "adapter_options", None) or {}
+    if options.get(RESTORE_OPTION) != RESTORE_VALUE or masks.get("acquired") is None:
+        return None
+    acquired = np.asarray(masks["acquired"], dtype=bool)
+    return np.where(acquired, t, p).astype(p.dtype, copy=False)
 
 
 def _add_segmentation(score: CaseScore, t, p, masks, task, mode, segmentation, names, case_id, device) -> None:

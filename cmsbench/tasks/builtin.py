@@ -418,6 +418,66 @@ CT_KERNEL = TaskSpec(
     parameters={"smooth_kernels": CT_KERNEL_SMOOTH, "sharp_kernels": CT_KERNEL_SHARP},
 )
 
+# ------------------------------------------------------------------ thick-to-thin CT slices (issue 16)
+MSD_CITATION = (
+    "Antonelli M. et al., The Medical Segmentation Decathlon, Nat. Commun. 13, 4128 (2022); protocol: Peng C. et "
+    "al., SAINT: Spatially Aware Interpolation NeTwork for Medical Slice Synthesis, CVPR 2020; Song et al., I3Net, "
+    "IEEE TMI 2024; Fang C. et al., Incremental Cross-view Mutual Distillation for Self-supervised Medical CT "
+    "Synthesis, CVPR 2022."
+)
+# decimate and slab share their fixed parameters; the operator is the task parameter ``operator``
+_THIN_OPERATOR = {"operator": "decimate", "operator_version": "1", "operator_params": {"output": "grid", "axis": 2}}
+
+CT_THIN = TaskSpec(
+    name="ct_thin",
+    version="1.0",
+    description=(
+        "Thick-to-thin CT slice synthesis (seed: cross-view mutual distillation, CVPR 2022; de facto protocol "
+        "SAINT, Peng et al. CVPR 2020, reused by I3Net): recover the thin-slice CT from its thick-slice version "
+        "on the Medical Segmentation Decathlon CT layout (Task03_Liver, Task08_HepaticVessel, Task10_Colon: "
+        "TaskXX_Name/dataset.json + imagesTr/*.nii.gz; every task folder under the data root is read). As in "
+        "SAINT, volumes whose HU range (max - min) exceeds 9000 (metal) are excluded and listed as such by "
+        "'cmsbench data check'. Each volume is cropped along z to its first 1 + m k slices (k = the task "
+        "parameter ``factor``, 4 or 6 published, default 4), so that its first and last thin slices are "
+        "thick-slice centres. The thick input ``ct_thick`` is made on read by the degradation operator named "
+        "by the task parameter ``operator``: 'decimate' (version 1, default; thick = thin[..., ::k], SAINT / "
+        "I3Net) or 'slab' (version 1; a boxcar average of k thin spacings centred on every k-th slice, the "
+        "physically closer model, which keeps no thin slice exactly); it is handed to methods on the thin grid, "
+        "every thin slice showing its nearest thick slice (ties to the lower one), and case metadata "
+        "'degradation' / 'acquired_slices' say which thin slices are acquired. Scoring convention: ONLY the "
+        "synthesised slices count. Under decimate the acquired slices 0, k, 2k, ... (copied from the input) "
+        "are excluded from every region, and before any metric the prediction's acquired voxels are replaced "
+        "by the ground truth, so that copied slices can neither help nor hurt (also where 3D and coronal / "
+        "sagittal SSIM windows reach into them); under slab every slice is synthesised. Regions: "
+        "synthesised_body (the synthesised slices inside the body, ground truth > -500 HU, largest component, "
+        "holes filled; the main region) and synthesised (whole synthesised slices, air included). HU "
+        "throughout; PSNR and SSIM with both images clipped to [-1024, 3071] HU (data range 4095; SAINT shifts "
+        "by +1024 and clips to [0, 4000]); SSIM per plane (axial, coronal, sagittal: 2D windows within each "
+        "plane's slices; through-plane artefacts show in coronal and sagittal) and 3D; MAE in HU (unclipped). "
+        "Differences from SAINT: its fixed test list is not used (hash split), and SAINT's volume PSNR includes "
+        "the copied slices, which inflates it."
+    ),
+    dataset=DatasetInfo(
+        "Medical Segmentation Decathlon CT (Task03 Liver, Task08 HepaticVessel, Task10 Colon)",
+        "Task03_Liver/dataset.json, Task03_Liver/imagesTr/liver_0.nii.gz",
+        citation=MSD_CITATION,
+        licence="CC BY-SA 4.0",
+        url="http://medicaldecathlon.com/",
+    ),
+    adapter="msd_thin",
+    inputs=("ct_thick",),
+    target="ct",
+    units=UNITS_HU,
+    normalisation=Normalisation("none"),
+    regions=("synthesised_body", "synthesised"),
+    metrics=("psnr", "ssim", "ssim_axial", "ssim_coronal", "ssim_sagittal", "psnr_axial", "mae"),
+    data_range=DataRange("window", low=-1024.0, high=3071.0),
+    split=SplitPolicy("hash", salt="msd"),
+    phantom="msd_ct",
+    adapter_options={"factor": 4, **_THIN_OPERATOR, "hu_range_limit": 9000.0, "score_acquired": "ground_truth"},
+    parameters={"factor": 4, "operator": "decimate"},
+)
+
 BUILTIN_TASKS: tuple[TaskSpec, ...] = (
     BRATS_FLAIR,
     IXI_T1_T2,
@@ -430,4 +490,5 @@ BUILTIN_TASKS: tuple[TaskSpec, ...] = (
     GBCA_LOWDOSE,
     BRATS_MISSING,
     CT_KERNEL,
+    CT_THIN,
 )

@@ -99,6 +99,8 @@ class Dataset:
     split: Split
     phantom: dict | None = None
     cache: CaseCache | None = field(default=None, repr=False)
+    #: cases the protocol leaves out (with the reason), as the adapter reported them
+    excluded: list[Problem] = field(default_factory=list)
 
     @property
     def is_phantom(self) -> bool:
@@ -136,13 +138,16 @@ class Dataset:
 
     def describe_source(self) -> dict:
         """What data a result came from: phantom or real, the path and its fingerprint."""
-        return {
+        source = {
             "kind": "phantom" if self.is_phantom else "real",
             "path": str(self.root),
             "fingerprint": self.fingerprint(),
             "phantom": self.phantom,
             "n_cases": len(self.refs),
         }
+        if self.excluded:  # only where a protocol excludes cases, so other records keep their form
+            source["excluded"] = [{"case": e.subject, "path": e.path, "reason": e.message} for e in self.excluded]
+        return source
 
 
 def read_phantom_marker(root: Path) -> dict | None:
@@ -181,7 +186,8 @@ def open_dataset(task: TaskSpec, root: str | Path, *, use_cache: bool = True, st
     except CmsbenchError as exc:
         raise DataError(f"task {task.name!r}, dataset {root}: {exc}") from exc
     cache = CaseCache(cache_home() / "cases", writes=cache_writes) if use_cache else None
-    return Dataset(task, root, refs, list(found.problems), split, read_phantom_marker(root), cache)
+    return Dataset(task, root, refs, list(found.problems), split, read_phantom_marker(root), cache,
+                   list(found.excluded))
 
 
 @dataclass
@@ -193,6 +199,7 @@ class CheckReport:
     counts: dict[str, int]
     problems: list[Problem]
     n_cases: int
+    excluded: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -228,4 +235,4 @@ def check_dataset(task: TaskSpec, root: str | Path, *, load: bool = True, use_ca
             counts = split.counts()
         except CmsbenchError as exc:
             problems.append(Problem(str(exc)))
-    return CheckReport(task.name, str(root), counts, problems, len(good))
+    return CheckReport(task.name, str(root), counts, problems, len(good), list(found.excluded))

@@ -35,6 +35,8 @@ from cmsbench.tasks.volume import UNITS_BQML, UNITS_HU, UNITS_MR_NORMALISED, UNI
 log = logging.getLogger(__name__)
 
 CONFIGS = ("auto", "small", "paper")
+#: the training plane -> the spatial axis order that puts its slice axis last
+PLANE_AXES = {"axial": (0, 1, 2), "coronal": (0, 2, 1), "sagittal": (1, 2, 0)}
 #: scaling kinds (see the module docstring)
 IDENTITY, HU, CONSTANT, PER_VOLUME = "identity", "hu", "constant", "per_volume"
 
@@ -168,15 +170,27 @@ class SliceSet:
 
     @classmethod
     def build(cls, cases: Sequence[Case], inputs: Sequence[str], scaling: Scaling, multiple: int, min_size: int = 0,
-              min_foreground: float = 0.01, max_slices: int = 20000, seed: int = 0) -> SliceSet:
+              min_foreground: float = 0.01, max_slices: int = 20000, seed: int = 0,
+              prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+              orient: Callable[[np.ndarray], np.ndarray] | None = None, residual: bool = False) -> SliceSet:
+        """``prepare``: (C, X, Y, Z) task-unit inputs -> the array the network slices (see
+        :meth:`TorchSliceMethod._prepare`); ``orient``: the same axis order for a (1, X, Y, Z) target;
+        ``residual``: the target is stored minus input channel 0 (the network learns a correction)."""
         xs, ys, subj = [], [], []
         for index in range(len(cases)):
             case = cases[index]
             if case.target is None:
                 raise MethodError(f"training case {case.case_id!r} has no target")
             stack = np.stack([np.asarray(case.inputs[m].data, dtype=np.float32) for m in inputs])
+            if prepare is not None:
+                stack = prepare(stack)
+            target = scaling.target_to_net(np.asarray(case.target.data))[None]
+            if orient is not None:
+                target = orient(target)
             x = slices_first(scaling.inputs_to_net(stack))
-            y = slices_first(scaling.target_to_net(np.asarray(case.target.data))[None])
+            y = slices_first(target)
+            if residual:
+                y = (y - x[:, :1]).astype(np.float32)
             fg = (np.abs(x) > 0.1).any(axis=1).mean(axis=(1, 2))
             keep = fg >= min_foreground
             if not keep.any():
@@ -368,8 +382,10 @@ class TorchSliceMethod(Method):
         torch.manual_seed(ctx.seed)
         self.scaling = Scaling.fit(train, self.inputs)
         t0 = time.perf_counter()
+        self._fit_prepare(train)
         slices = SliceSet.build(train, self.inputs, self.scaling, self.multiple(), self.min_size(),
-                                max_slices=int(self.hp.get("max_slices") or 20000), seed=ctx.seed)
+                                max_slices=int(self.hp.get("max_slices") or 20000), seed=ctx.seed,
+                                prepare=self._prepare, orient=self._to_plane, residual=self._residual())
         self.n_in = slices.x.shape[1]
         data = DeviceData(slices, device)
         load_s = time.perf_counter() - t0
@@ -444,6 +460,49 @@ class TorchSliceMethod(Method):
         torch = import_torch()
         return torch.optim.Adam(params, lr=float(self.hp["lr"]), betas=betas, weight_decay=weight_decay)
 
+    # ------------------------------------------------------------ slicing plane and residual
+    def _plane_axes(self) -> tuple[int, int, int]:
+        """The spatial axis order that puts the training plane's slice axis last (option ``plane``, when
+        the method has it: axial (0, 1, 2), coronal (0, 2, 1): slices (X, Z), sagittal (1, 2, 0): (Y, Z))."""
+        plane = str(self.hp.get("plane") or self.options.get("plane") or "axial")
+        if plane not in PLANE_AXES:
+            raise MethodError(f"method {self.card.name!r}: plane must be one of {sorted(PLANE_AXES)}, got {plane!r}")
+        return PLANE_AXES[plane]
+
+    def _to_plane(self, arr: np.ndarray) -> np.ndarray:
+        """(C, X, Y, Z) -> (C, ...) with the training plane's slice axis last."""
+        axes = self._plane_axes()
+        return arr if axes == (0, 1, 2) else np.ascontiguousarray(np.transpose(arr, (0, *[a + 1 for a in axes])))
+
+    def _from_plane(self, arr: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`_to_plane` for a (X', Y', Z') array."""
+        axes = self._plane_axes()
+        return arr if axes == (0, 1, 2) else np.ascontiguousarray(np.transpose(arr, np.argsort(axes)))
+
+    def _residual(self) -> bool:
+        """Whether the network predicts a correction added to input channel 0 (option ``residual``)."""
+        return bool(self.hp.get("residual") or False)
+
+    def _fit_prepare(self, train: Sequence[Case]) -> None:
+        """Set what :meth:`_prepare` needs from the training cases: with ``residual``, the slice factor the
+        cases record (``ct_thin``), whose thick input channel 0 is then re-made by cubic-z interpolation."""
+        if self._residual():
+            from cmsbench.baselines.classical.slices import factor_from_cases
+
+            self.hp["z_factor"] = factor_from_cases(train)
+
+    def _prepare(self, stack: np.ndarray) -> np.ndarray:
+        """(C, X, Y, Z) task-unit inputs -> what the network slices: channel 0 re-made along z by a cubic spline
+        through its slices 0, k, 2k, ... when ``z_factor`` is set (residual on a thick-slice input), then
+        the training plane's slice axis moved last."""
+        factor = self.hp.get("z_factor")
+        if factor:
+            from cmsbench.baselines.classical.slices import interpolate_z
+
+            stack = stack.copy()
+            stack[0] = interpolate_z(stack[0], int(factor), 3)
+        return self._to_plane(stack)
+
     # ---------------------------------------------------------------------- subclass hooks
     def _build(self) -> None:
         raise NotImplementedError
@@ -477,7 +536,7 @@ class TorchSliceMethod(Method):
         if stack.shape[0] != self.n_in:
             raise MethodError(f"method {self.card.name!r} was fitted on {self.n_in} input(s), got {stack.shape[0]}")
         device = self._ensure_device()
-        x_net = self.scaling.inputs_to_net(stack)  # (C, X, Y, Z)
+        x_net = self.scaling.inputs_to_net(self._prepare(stack))  # (C, X, Y, Z), the plane's slice axis last
         slices = slices_first(x_net)  # (Z, C, X, Y)
         h, w = slices.shape[-2:]
         m = self.multiple()
@@ -488,18 +547,21 @@ class TorchSliceMethod(Method):
             padded = padded.pin_memory()
         out = torch.empty((len(slices), 1, H, W), dtype=torch.float32, device=device)
         bs = max(1, int(self.options.get("predict_batch") or 16))
+        residual = self._residual()
         self._begin_predict()
         with torch.inference_mode():
             for start in range(0, len(slices), bs):
                 xb = padded[start:start + bs].to(device, non_blocking=True)
                 with autocast(device, bool(self.hp.get("amp", True))):
                     yb = self._infer(xb)
+                if residual:
+                    yb = yb.float() + xb[:, :1].float()
                 out[start:start + bs] = yb.float()
         pred = out[:, 0, oh:oh + h, ow:ow + w].clamp_min(0.0).cpu().numpy()  # (Z, X, Y)
         pred = np.moveaxis(pred, 0, -1)
         background = (x_net <= 0).all(axis=0)
         pred[background] = 0.0
-        return self.output(self.scaling.target_from_net(pred), ref)
+        return self.output(self.scaling.target_from_net(self._from_plane(pred)), ref)
 
     def _begin_predict(self) -> None:
         """Called once per predict before the slice batches (diffusion: reset the NFE counter)."""

@@ -112,10 +112,16 @@ class UNet(_PairedRegressor):
             "ReLU; padded convolutions (no cropping); Adam instead of SGD with momentum 0.99. 'paper' keeps "
             "the published widths 64-1024; 'small' uses widths 16-128 and 450 steps of batch 8 on whole "
             "slices (about 2 minutes on 2 CPU cores; random crops hurt here: instance-norm statistics of a crop "
-            "differ from those of the whole slice seen at inference)."
+            "differ from those of the whole slice seen at inference). Options added for thick-to-thin CT "
+            "(ct_thin): 'plane' (axial, default; coronal or sagittal: the 2D slices it trains and predicts on, "
+            "which then contain z) and 'residual' (false, default; true: the first input is re-made by cubic "
+            "interpolation along z when the training cases record a slice factor, and the network predicts "
+            "the correction added to it)."
         ),
     )
-    defaults = {**COMMON_DEFAULTS, "features": None, **_GAN_DEFAULTS}
+    defaults = {**COMMON_DEFAULTS, "features": None, **_GAN_DEFAULTS, "plane": "axial", "residual": False}
+    #: added for ct_thin (issue 16); at their defaults they leave earlier unet run identities unchanged
+    late_options = ("plane", "residual")
     presets = {
         "small": {"features": [16, 16, 32, 64, 128, 16], "steps": 450, "batch_size": 8, "lr": 2e-3,
                   "lr_schedule": "cosine", "crop": 0, "flip": True, "gan_weight": 0.0, "loss": "l1"},
@@ -127,8 +133,15 @@ class UNet(_PairedRegressor):
     def _make_generator(self) -> Any:
         from monai.networks.nets import BasicUNet
 
-        return BasicUNet(spatial_dims=2, in_channels=self.n_in, out_channels=1,
-                         features=tuple(int(f) for f in self.hp["features"]))
+        net = BasicUNet(spatial_dims=2, in_channels=self.n_in, out_channels=1,
+                        features=tuple(int(f) for f in self.hp["features"]))
+        if self._residual():  # the correction starts at zero: the untrained network returns its base input
+            import torch
+
+            with torch.no_grad():
+                for param in net.final_conv.parameters():
+                    param.zero_()
+        return net
 
 
 class Pix2Pix(_PairedRegressor):

@@ -302,6 +302,8 @@ ENHANCING = _region("enhancing", "case 'enhancing' mask", lesion=True)
 HEALTHY = _region("healthy", "first of brain/head/body minus the lesion")
 LESION_RING = _region("lesion_ring", "lesion dilated by a radius-3 ball, minus the lesion, inside brain/head/body")
 BONE = _region("bone", "ground truth > 300 HU inside 'body'")
+SYNTHESISED = _region("synthesised", "every voxel of the synthesised slices (not the case's 'acquired' mask)")
+SYNTHESISED_BODY = _region("synthesised_body", "synthesised slices inside 'body' (else ground truth > -500 HU)")
 
 
 # ------------------------------------------------------------------ enhancement ratio (gbca_lowdose)

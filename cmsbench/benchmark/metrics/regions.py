@@ -12,6 +12,10 @@ Region definitions (all boolean arrays on the target grid):
 - ``lesion_ring``: voxels within :data:`RING_RADIUS` voxels (Euclidean ball) of the lesion, not in
   the lesion, inside the first of ``brain``, ``head``, ``body`` present (the whole grid if none).
 - ``bone``: ground truth > :data:`BONE_HU` HU inside ``body`` (CT tasks; from the ground truth only).
+- ``synthesised``: every voxel of the slices a method must synthesise: the complement of the case's
+  ``acquired`` mask (thick-to-thin CT: the slices the thick input does not hold exactly).
+- ``synthesised_body``: ``synthesised`` inside the case's ``body`` mask (else ground truth >
+  :data:`SYNTHESISED_BODY_HU` HU).
 
 Empty-mask policy: a region that exists but has no voxel (a subject without tumour, a sub-region
 that is absent) scores NaN for every metric with the reason ``"empty mask: <region>"``; it never
@@ -29,6 +33,7 @@ from cmsbench.errors import MetricError
 
 RING_RADIUS = 3
 BONE_HU = 300.0
+SYNTHESISED_BODY_HU = -500.0
 LESION_PARTS = ("necrotic", "edema", "enhancing")
 TISSUE_MASKS = ("brain", "head", "body")
 
@@ -126,6 +131,12 @@ def build_region(
     elif name == "bone":
         body = need(_get(masks, "body", shape, case_id), "a 'body' mask")
         out = body & (np.asarray(target) > BONE_HU)
+    elif name in ("synthesised", "synthesised_body"):
+        acquired = need(_get(masks, "acquired", shape, case_id), "an 'acquired' mask (the copied input slices)")
+        out = ~acquired
+        if name == "synthesised_body":
+            body = _get(masks, "body", shape, case_id)
+            out = out & (np.asarray(target) > SYNTHESISED_BODY_HU if body is None else body)
     else:
         m = _get(masks, name, shape, case_id)
         if m is None:

@@ -16,6 +16,7 @@ _ADAPTERS = {
     "brats_gbca": "cmsbench.tasks.adapters.gbca:BratsGbcaAdapter",
     "brats_missing": "cmsbench.tasks.adapters.brats_missing:BratsMissingAdapter",
     "ct_kernel": "cmsbench.tasks.adapters.ct_kernel:CtKernelAdapter",
+    "msd_thin": "cmsbench.tasks.adapters.thin:ThinSliceAdapter",
 }
 
 

@@ -43,10 +43,13 @@ class Problem:
 
 @dataclass
 class Discovery:
-    """What an adapter found in a folder: complete cases and the problems it met."""
+    """What an adapter found in a folder: complete cases, the problems it met, and the cases it left out on
+    purpose by the protocol's rule (``excluded``: e.g. SAINT's CT volumes with an HU range over 9000), each
+    with the reason; excluded cases are not problems."""
 
     cases: list[CaseRef] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    excluded: list[Problem] = field(default_factory=list)
 
 
 class DatasetAdapter(ABC):

@@ -6,7 +6,9 @@ Built-ins (registered under the ``cmsbench.operators`` entry-point group):
 - ``kspace_truncation`` - in-plane k-space centre truncation by ``factor`` (MR low resolution);
 - ``downsample`` - in-plane block averaging by ``factor`` (the image-domain comparison);
 - ``contrast_dose`` - a low contrast ``dose`` from pre-contrast and full-dose images plus independent noise
-  at the acquisition's level (version 2; version 1 stays reachable by ``operator_version``).
+  at the acquisition's level (version 2; version 1 stays reachable by ``operator_version``);
+- ``decimate``, ``slab`` - thick slices from thin-slice CT along z: every factor-th slice, or slab averages
+  (:mod:`.slices`).
 
 Use::
 

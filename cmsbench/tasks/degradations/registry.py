@@ -10,8 +10,9 @@ from cmsbench.registry import Registry, did_you_mean
 from cmsbench.tasks.degradations.api import Operator, OperatorCall, OperatorError
 
 BUILTIN_OPERATORS = {
-    name: f"cmsbench.tasks.degradations.builtin:{name.upper()}"
-    for name in ("kspace_truncation", "downsample", "contrast_dose")
+    **{name: f"cmsbench.tasks.degradations.builtin:{name.upper()}"
+       for name in ("kspace_truncation", "downsample", "contrast_dose")},
+    **{name: f"cmsbench.tasks.degradations.slices:{name.upper()}" for name in ("decimate", "slab")},
 }
 
 OPERATORS: Registry[Operator] = Registry("cmsbench.operators", "degradation operator", BUILTIN_OPERATORS)

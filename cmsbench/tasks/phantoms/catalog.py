@@ -19,7 +19,7 @@ GENERATOR_VERSION = "1.0"
 #: residual misalignment, lesion texture; issue 17).
 DATASET_GENERATOR_VERSIONS: dict[str, str] = {"brats": "2.0", "chest": "1.0"}
 
-PHANTOM_DATASETS: tuple[str, ...] = ("brats", "ixi", "udpet", "ldct", "synthrad", "chest")
+PHANTOM_DATASETS: tuple[str, ...] = ("brats", "ixi", "udpet", "ldct", "synthrad", "chest", "msd_ct")
 SIZES: tuple[str, ...] = ("default", "full")
 
 #: Default number of subjects per dataset (the same for both sizes, so every task's default split
@@ -31,6 +31,7 @@ DEFAULT_SUBJECTS: dict[str, int] = {
     "ldct": 84,
     "synthrad": 84,
     "chest": 84,
+    "msd_ct": 100,
 }
 
 IXI_SITES: tuple[str, ...] = ("Guys", "HH", "IOP")
@@ -97,6 +98,8 @@ def subject_id(dataset: str, index: int) -> str:
         return f"N{index + 1:03d}"
     if dataset == "chest":  # RIDER Lung CT style (RIDER-1129164940); the number derives from the index
         return f"RIDER-{1_000_000_000 + _scan_number('chest', index, 9_000_000_000):010d}"
+    if dataset == "msd_ct":
+        return f"abdomen_{index}"  # MSD style (liver_0, hepaticvessel_1, ...)
     return f"1BA{index + 1:03d}"  # synthrad
 
 
@@ -156,6 +159,26 @@ PHANTOM_CARDS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("site-specific field strength, TR/TE, noise and bias (Guys Philips 1.5 T, HH Philips 3 T, IOP GE 1.5 T)",
          "IxiSite",
          "IXI scanner list per site"),
+    ),
+    "msd_ct": (
+        ("thin-slice abdominal CT evaluated analytically at the voxel centres (3.0 x 3.0 x 1.0 mm, 96 x 96 x "
+         "45-53 voxels), edges smoothed over 0.6 mm: body outline, fat, muscle wall, liver, spleen, kidneys, "
+         "aorta, spine",
+         "cmsbench.tasks.phantoms.abdomen.GRIDS, HU, EDGE_MM",
+         "HU per tissue: typical portal-venous values (assumed); MSD CT layout (Antonelli et al., Nat. Commun. "
+         "13, 4128, 2022)"),
+        ("structures that change along z within a few mm: intervertebral discs (6-9 mm every 25-32 mm), oblique "
+         "liver vessels (radius 1.5-3 mm) and ribs whose cross-sections move from slice to slice, liver lesions "
+         "(radius 3-10 mm, +-25-60 HU) with ends inside the volume",
+         "make_abdomen",
+         "assumed; what makes slice interpolation non-trivial (SAINT, Peng et al., CVPR 2020)"),
+        ("i.i.d. Gaussian noise in HU, sd 8-16 HU per subject, slightly correlated in-plane (Gaussian 0.6 voxel), "
+         "independent between slices; int16 HU clipped below at -1024",
+         "NOISE_HU",
+         "assumed thin-slice noise at a routine abdominal dose"),
+        ("a metal implant of 8500 HU in subjects 17 mod 40 (HU range > 9000), which SAINT's rule excludes",
+         "METAL_HU, METAL_EVERY",
+         "SAINT's exclusion of volumes whose HU range exceeds 9000 (Peng et al., CVPR 2020)"),
     ),
 }
 

@@ -476,6 +476,10 @@ def _chest_subject(out: Path, index: int, seed: int, size: str) -> None:
     from cmsbench.tasks.phantoms.chest import write_chest_subject
 
     write_chest_subject(out, index, seed, size)
+def _msd_ct_subject(out: Path, index: int, seed: int, size: str) -> None:
+    from cmsbench.tasks.phantoms.abdomen import _abdomen_subject
+
+    _abdomen_subject(out, index, seed, size)
 
 
 _WRITERS: dict[str, Callable[[Path, int, int, str], object]] = {
@@ -485,6 +489,7 @@ _WRITERS: dict[str, Callable[[Path, int, int, str], object]] = {
     "ldct": _ldct_subject,
     "synthrad": _synthrad_subject,
     "chest": _chest_subject,
+    "msd_ct": _msd_ct_subject,
 }
 
 
@@ -535,3 +540,7 @@ def generate(dataset: str, out: Path, n: int, seed: int, size: str) -> None:
             pool.shutdown()
     if dataset == "udpet":
         _write_udpet_metadata(out, [r for r in results if isinstance(r, PetMeta)])
+    if dataset == "msd_ct":
+        from cmsbench.tasks.phantoms.abdomen import write_dataset_json
+
+        write_dataset_json(out, n)

@@ -44,8 +44,10 @@ def detect_dataset(root: Path) -> str:
         return "ldct"
     if any(root.glob("*/smooth.nii.gz")) or any(root.glob("*/*/*PHANTOM_HANN*")):
         return "chest"
+    if (root / "dataset.json").is_file() or any(root.glob("Task*/dataset.json")):
+        return "msd_ct"
     raise DataError(
-        f"cannot tell which dataset layout {root} holds; pass dataset= one of brats, ixi, udpet, ldct, synthrad, chest"
+        f"cannot tell which dataset layout {root} holds; pass dataset= one of brats, ixi, udpet, ldct, synthrad, chest, msd_ct"
     )
 
 
@@ -188,11 +190,28 @@ def _rows_chest(root: Path, max_subjects: int) -> list[tuple[str, list[Panel]]]:
         if len(panels) == 2:
             panels.append(Panel("sharp - smooth", panels[1].image - panels[0].image, "gray", -200, 200))
         rows.append((patient.name, panels))
+def _rows_msd_ct(root: Path, max_subjects: int) -> list[tuple[str, list[Panel]]]:
+    import nibabel as nib
+
+    from cmsbench.tasks.adapters.msd import task_folders
+
+    rows = []
+    for folder in task_folders(root):
+        for path in sorted((folder / "imagesTr").glob("*.nii.gz"))[:max_subjects - len(rows)]:
+            img = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32)
+            axial = img[:, :, img.shape[2] // 2].T
+            coronal = img[:, img.shape[1] // 2, :].T
+            rows.append((path.name.split(".")[0], [
+                Panel("axial [-160,240]", axial, "gray", -160, 240),
+                Panel("axial [-1000,2000]", axial, "gray", -1000, 2000),
+                Panel("coronal (z up) [-160,240]", coronal, "gray", -160, 240),
+            ]))
     return rows
 
 
 _ROWS = {"brats": _rows_brats, "ixi": _rows_ixi, "udpet": _rows_udpet, "ldct": _rows_ldct, "synthrad": _rows_synthrad,
-         "chest": _rows_chest}
+         "chest": _rows_chest,
+         "msd_ct": _rows_msd_ct}
 
 
 def montage(root: Path, out_png: Path, dataset: str | None = None, max_subjects: int = 6) -> Path:
