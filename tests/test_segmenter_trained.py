@@ -77,3 +77,44 @@ def test_segresnet_refuses_bad_options_and_missing_channels(data):
     images.pop("flair")
     with pytest.raises(SegmenterError, match="lacks"):
         seg.segment(images, case_id=test[0].case_id)
+
+
+def test_small_components_are_dropped_by_volume_but_the_largest_stays():
+    from cmsbench.benchmark.downstream.segresnet import _drop_small_components
+
+    labels = np.zeros((20, 20, 10), np.int16)
+    labels[2:8, 2:8, 2:6] = 2  # 144 voxels
+    labels[4:6, 4:6, 3:5] = 3  # enhancing inside the big one: part of the same tumour component
+    labels[15, 15, 8] = 1  # one voxel: 8 mm^3 at 2 mm spacing
+    labels[12:14, 15:17, 1:3] = 2  # 8 voxels: 64 mm^3
+    out = _drop_small_components(labels, 10.0, (2.0, 2.0, 2.0))
+    assert out[15, 15, 8] == 0 and (out[12:14, 15:17, 1:3] == 2).all()
+    assert (out[2:8, 2:8, 2:6] == labels[2:8, 2:8, 2:6]).all()
+    out = _drop_small_components(labels, 100.0, (2.0, 2.0, 2.0))
+    assert (out[12:14, 15:17, 1:3] == 0).all() and out.sum() == labels[2:8, 2:8, 2:6].sum()
+    only = np.zeros_like(labels)
+    only[0, 0, 0] = 2  # a lone tiny component is the largest: kept
+    assert _drop_small_components(only, 1e6, (1.0, 1.0, 1.0))[0, 0, 0] == 2
+
+
+def test_test_time_options_reuse_the_fit_and_training_options_do_not(data):
+    ds, train, test = data
+    fp = ds.fingerprint(("train",))
+    tiny = {**TINY, "epochs": 2}
+    plain = get_segmenter("segresnet", **tiny)
+    plain.prepare(train, seed=0, device="cpu", data_fingerprint=fp)
+    tta = get_segmenter("segresnet", **tiny, tta=True, min_component_mm3=50.0)
+    tta.prepare(train, seed=0, device="cpu", data_fingerprint=fp)
+    assert not tta.trained_now and tta.weights_digest() == plain.weights_digest()
+    assert tta.digest() != plain.digest()  # the records tell the two apart
+    # neutral values are left out of the identity: records made before these options keep their digests
+    assert "tta" not in plain.identity()["settings"] and tta.identity()["settings"]["tta"] is True
+    flipped = get_segmenter("segresnet", **tiny, flip=True)
+    flipped.prepare(train, seed=0, device="cpu", data_fingerprint=fp)
+    assert flipped.trained_now and flipped.weights_digest() != plain.weights_digest()
+    labels = tta.segment(real_images(test[0]), case_id=test[0].case_id)
+    assert labels.shape == test[0].target.shape and set(np.unique(labels)) <= {0, 1, 2, 3}
+    with pytest.raises(SegmenterError, match="true or false"):
+        get_segmenter("segresnet", tta="yes").prepare(train, seed=0, device="cpu", data_fingerprint=fp)
+    with pytest.raises(SegmenterError, match="min_component_mm3"):
+        get_segmenter("segresnet", min_component_mm3=-1).prepare(train, seed=0, device="cpu", data_fingerprint=fp)

@@ -49,10 +49,16 @@ log = logging.getLogger(__name__)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"init_filters": 8, "epochs": 60, "patch": [48, 48, 32], "batch": 4, "lr": 3e-3, "pos_fraction": 0.67,
-            "infer_patch": [128, 128, 128]},
+            "infer_patch": [128, 128, 128], "flip": False, "tta": False, "min_component_mm3": 0.0},
     "gpu": {"init_filters": 16, "epochs": 300, "patch": [128, 128, 128], "batch": 2, "lr": 1e-3,
-            "pos_fraction": 0.67, "infer_patch": [160, 160, 160]},
+            "pos_fraction": 0.67, "infer_patch": [160, 160, 160], "flip": False, "tta": False,
+            "min_component_mm3": 0.0},
 }
+#: settings added after version 1 with the values version 1 behaved as: left out of the cache key at these
+#: values, so fits made before them stay valid
+_NEUTRAL = {"flip": False, "tta": False, "min_component_mm3": 0.0}
+#: settings that change only the segmentation of a case, not the fit
+_INFERENCE_ONLY = ("tta", "min_component_mm3")
 N_REGIONS = 3  # WT, TC, ET
 _MULTIPLE = 8  # SegResNet's three down-samplings
 
@@ -103,12 +109,29 @@ class SegResNetSegmenter(Segmenter):
                                  f"8 groups), got {settings['init_filters']}")
         settings["lr"] = float(settings["lr"])
         settings["pos_fraction"] = float(settings["pos_fraction"])
+        for key in ("flip", "tta"):
+            if not isinstance(settings[key], bool):
+                raise SegmenterError(f"segresnet option {key} must be true or false, got {settings[key]!r}")
+        settings["min_component_mm3"] = float(settings["min_component_mm3"])
+        if not settings["min_component_mm3"] >= 0:
+            raise SegmenterError(f"segresnet option min_component_mm3 must be >= 0, got {settings['min_component_mm3']}")
         return settings
+
+    def _keyed_settings(self) -> dict[str, Any]:
+        """The settings as the identity records them (later options at their neutral values left out, so
+        records and fits made before them keep their digests)."""
+        assert self.settings is not None
+        return {k: v for k, v in self.settings.items() if not (k in _NEUTRAL and v == _NEUTRAL[k])}
+
+    def _fit_settings(self) -> dict[str, Any]:
+        """The settings that shape the fitted weights (the cache key and the saved fit): the identity's
+        without the inference-only ones, so one fit serves every test-time setting."""
+        return {k: v for k, v in self._keyed_settings().items() if k not in _INFERENCE_ONLY}
 
     def identity(self) -> dict[str, Any]:
         out = {**super().identity(), "preset": self.preset, "options": dict(sorted(self.overrides.items()))}
         if self.fit_key is not None:
-            out.update(fit=self.fit_key, channels=list(self.channels), settings=self.settings)
+            out.update(fit=self.fit_key, channels=list(self.channels), settings=self._keyed_settings())
         return out
 
     def _network(self) -> Any:
@@ -127,7 +150,7 @@ class SegResNetSegmenter(Segmenter):
         self.settings = self._resolve(device)
         first = train[0]
         self.channels = sorted(real_images(first))
-        key = hashlib.sha256(json.dumps({"data": data_fingerprint, "settings": self.settings, "seed": int(seed),
+        key = hashlib.sha256(json.dumps({"data": data_fingerprint, "settings": self._fit_settings(), "seed": int(seed),
                                          "channels": self.channels, "version": self.version},
                                         sort_keys=True).encode()).hexdigest()
         folder = cache_home() / "segmenters" / self.name / key[:32]
@@ -210,6 +233,10 @@ class SegResNetSegmenter(Segmenter):
             start = [int(rng.integers(0, n - c + 1)) for n, c in zip(x.shape[1:], size, strict=True)]
         sl = tuple(slice(a, a + c) for a, c in zip(start, size, strict=True))
         xc, yc = x[(slice(None), *sl)], y[sl]
+        if self.settings["flip"]:  # mirror each axis with probability 1/2 (the drawn bits in axis order)
+            axes = tuple(int(a) for a in np.flatnonzero(rng.random(3) < 0.5))
+            if axes:
+                xc, yc = np.flip(xc, axis=tuple(a + 1 for a in axes)), np.flip(yc, axis=axes)
         target = _pad_to(size)
         pad = [(0, t - c) for t, c in zip(target, size, strict=True)]
         return np.pad(xc, [(0, 0), *pad]), np.pad(yc, pad)
@@ -222,7 +249,7 @@ class SegResNetSegmenter(Segmenter):
         tmp = folder / f".weights.{os.getpid()}.tmp"
         save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(tmp))
         tmp.replace(folder / "weights.safetensors")
-        meta = {"name": self.name, "version": self.version, "channels": self.channels, "settings": self.settings,
+        meta = {"name": self.name, "version": self.version, "channels": self.channels, "settings": self._fit_settings(),
                 "fit": self.fit_key}
         tmp = folder / f".meta.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(meta, indent=1))
@@ -232,7 +259,7 @@ class SegResNetSegmenter(Segmenter):
         from safetensors.torch import load_file
 
         meta = json.loads((folder / "meta.json").read_text())
-        if meta.get("channels") != self.channels or meta.get("settings") != self.settings:
+        if meta.get("channels") != self.channels or meta.get("settings") != self._fit_settings():
             raise ValueError("the cached fit was made for other channels or settings")
         net = self._network()
         net.load_state_dict(load_file(str(folder / "weights.safetensors")))
@@ -264,25 +291,67 @@ class SegResNetSegmenter(Segmenter):
         if bad:
             raise SegmenterError(f"case {case_id!r}: channel(s) {bad} differ in shape from {self.channels[0]!r} {shape}")
         x = torch.from_numpy(np.stack(arrays)[None]).to(self.device)
-        patch = self.settings["infer_patch"]
+        flips = [()]
+        if self.settings["tta"]:  # every combination of mirrored axes, probabilities averaged
+            flips = [tuple(a for a in (2, 3, 4) if bits >> (a - 2) & 1) for bits in range(8)]
         with torch.no_grad():
-            if all(n <= p for n, p in zip(shape, patch, strict=True)):
-                padded = _pad_to(shape)
-                xp = torch.nn.functional.pad(x, [0, padded[2] - shape[2], 0, padded[1] - shape[1], 0,
-                                                 padded[0] - shape[0]])
-                logits = self.model(xp)[..., : shape[0], : shape[1], : shape[2]]
-            else:
-                from monai.inferers import sliding_window_inference
-
-                roi = _pad_to([min(p, n) for p, n in zip(patch, shape, strict=True)])
-                logits = sliding_window_inference(x, roi, 1, self.model, overlap=0.25, mode="gaussian",
-                                                  padding_mode="constant")
-        on = (logits[0] > 0).cpu().numpy()  # sigmoid > 0.5
+            prob = None
+            for dims in flips:
+                xi = torch.flip(x, dims) if dims else x
+                p = torch.sigmoid(self._logits(xi, shape))
+                p = torch.flip(p, dims) if dims else p
+                prob = p if prob is None else prob + p
+        on = (prob[0] / len(flips) > 0.5).cpu().numpy()
         labels = np.zeros(shape, np.int16)
         labels[on[0]] = 2
         labels[on[0] & on[1]] = 1
         labels[on[0] & on[2]] = 3
+        if self.settings["min_component_mm3"] > 0:
+            if affine is None:
+                affine = getattr(images[self.channels[0]], "affine", None)
+            labels = _drop_small_components(labels, self.settings["min_component_mm3"], _spacing(affine))
         return labels
+
+    def _logits(self, x: Any, shape: Sequence[int]) -> Any:
+        """The network's region logits for a ``(1, C, X, Y, Z)`` tensor: the whole padded volume when it fits
+        in ``infer_patch``, else MONAI's sliding window."""
+        import torch
+
+        assert self.settings is not None
+        patch = self.settings["infer_patch"]
+        if all(n <= p for n, p in zip(shape, patch, strict=True)):
+            padded = _pad_to(shape)
+            xp = torch.nn.functional.pad(x, [0, padded[2] - shape[2], 0, padded[1] - shape[1], 0,
+                                             padded[0] - shape[0]])
+            return self.model(xp)[..., : shape[0], : shape[1], : shape[2]]
+        from monai.inferers import sliding_window_inference
+
+        roi = _pad_to([min(p, n) for p, n in zip(patch, shape, strict=True)])
+        return sliding_window_inference(x, roi, 1, self.model, overlap=0.25, mode="gaussian",
+                                        padding_mode="constant")
+
+
+def _spacing(affine: np.ndarray | None) -> tuple[float, float, float]:
+    """Voxel size (mm) from an affine's column norms; 1 mm when there is none."""
+    if affine is None:
+        return (1.0, 1.0, 1.0)
+    a = np.asarray(affine, dtype=np.float64)[:3, :3]
+    return tuple(float(v) for v in np.sqrt((a**2).sum(axis=0)))  # type: ignore[return-value]
+
+
+def _drop_small_components(labels: np.ndarray, min_mm3: float, spacing: Sequence[float]) -> np.ndarray:
+    """Whole-tumour (label > 0) 26-connected components of at most ``min_mm3`` set to background; the
+    largest component always stays (a case is never emptied by this)."""
+    from scipy import ndimage
+
+    tumour = labels > 0
+    components, n = ndimage.label(tumour, structure=np.ones((3, 3, 3), bool))
+    if n <= 1:
+        return labels
+    volumes = np.asarray(ndimage.sum(tumour, components, np.arange(1, n + 1))) * float(np.prod(spacing))
+    keep = volumes > min_mm3
+    keep[int(np.argmax(volumes))] = True
+    return np.where(np.isin(components, 1 + np.flatnonzero(keep)), labels, 0).astype(labels.dtype)
 
 
 def segresnet(**options: Any) -> SegResNetSegmenter:
