@@ -38,8 +38,10 @@ ONLY = tuple(m for m in os.environ.get("CMSBENCH_BENCH_METHODS", "").split(",") 
 #: (task, phantom, region, metric, methods); the unet is trained with its small preset
 CONFIGS = {
     "ixi_sr_t2": ("ixi", "head", "psnr", ("identity", "bicubic", "guided_sr", "unet")),
-    "gbca_lowdose": ("brats", "enhancing", "psnr", ("identity", "dose_scaling", "poly2", "unet")),
+    "gbca_lowdose": ("brats", "enhancing", "psnr", ("identity", "dose_scaling", "poly2", "unet", "unet_residual")),
 }
+#: the names above that are a method with options
+VARIANTS = {"unet": ("unet", {"config": "small"}), "unet_residual": ("unet", {"config": "small", "residual": True})}
 
 
 def _table(task: str, scores: dict[str, np.ndarray], seconds: dict[str, float], region: str, metric: str) -> str:
@@ -83,8 +85,8 @@ def test_degraded_task_baselines_and_unet(task_name: str, tmp_path: Path) -> Non
     for name in methods:
         start = time.perf_counter()
         torch.manual_seed(0)
-        options = {"config": "small"} if name == "unet" else {}
-        method = make_method(name, **options).fit(train, device="cpu", seed=0)
+        method_name, options = VARIANTS.get(name, (name, {}))
+        method = make_method(method_name, **options).fit(train, device="cpu", seed=0)
         values = []
         for case in held:
             s = score_case(np.asarray(case.target.data), np.asarray(method.predict(case.inputs).data), case.masks,

@@ -168,6 +168,29 @@ def test_unet_runs_on_the_task(tmp_path: Path) -> None:
     assert not outcome.failed and len(outcome.record.cases) == 1
 
 
+def test_residual_unet_starts_from_dose_scaling_and_keeps_every_input() -> None:
+    """With ``residual``, channel 0 of the U-Net is the dose-scaled image (the dose from the cases' degradation
+    metadata), so the untrained correction (zero-initialised, lr 0 here) predicts dose scaling exactly; the
+    fit records the prior, and a task without a recorded dose keeps input channel 0 as the base."""
+    pytest.importorskip("torch")
+    pytest.importorskip("monai")
+    from cmsbench.baselines.learned.supervised import UNet
+    from cmsbench.tasks.volume import UNITS_MR_NORMALISED
+
+    cases = [_gbca_case(seed=i) for i in range(3)]
+    for case in cases:  # task units, as the adapter gives them
+        case.inputs = {k: replace(v, units=UNITS_MR_NORMALISED) for k, v in case.inputs.items()}
+        case.target = replace(case.target, units=UNITS_MR_NORMALISED)
+    tiny = {"config": "small", "features": [4, 4, 4, 4, 4, 4], "steps": 1, "batch_size": 2, "lr": 0.0}
+    unet = UNet(residual=True, **tiny).fit(cases[:2], seed=0)
+    assert unet.hp["dose_prior"] == {"dose": 0.25, "pre": 0, "low": 1}
+    expected = DoseScalingMethod().fit(cases[:2], seed=0).predict(cases[2].inputs).data
+    np.testing.assert_allclose(unet.predict(cases[2].inputs).data, expected, rtol=1e-6, atol=1e-6)
+    plain = UNet(residual=True, **tiny).fit([replace(c, metadata={}) for c in cases[:2]], seed=0)
+    assert "dose_prior" not in plain.hp
+    np.testing.assert_allclose(plain.predict(cases[2].inputs).data, cases[2].inputs["t1"].data, rtol=1e-6, atol=1e-6)
+
+
 # -------------------------------------------------------------------------- the metric, the baseline
 def _gbca_case(dose: float = 0.25, seed: int = 0) -> Case:
     rng = np.random.default_rng(seed)

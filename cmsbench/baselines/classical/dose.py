@@ -15,17 +15,42 @@ from cmsbench.tasks.volume import Case, Volume
 DOSE_OPERATOR = "contrast_dose"
 
 
-def dose_from_cases(cases: Sequence[Case], method: str) -> float | None:
-    """The dose the first training case records in ``metadata["degradation"]`` (None if it has none)."""
+def _degradation(cases: Sequence[Case]) -> Mapping | None:
     if not len(cases):
         return None
     info = cases[0].metadata.get("degradation") if isinstance(cases[0].metadata, dict) else None
-    if not isinstance(info, Mapping):
+    return info if isinstance(info, Mapping) else None
+
+
+def dose_from_cases(cases: Sequence[Case], method: str) -> float | None:
+    """The dose the first training case records in ``metadata["degradation"]`` (None if it has none)."""
+    info = _degradation(cases)
+    if info is None:
         return None
     if info.get("name") != DOSE_OPERATOR:
         raise MethodError(f"method {method!r} inverts {DOSE_OPERATOR!r}, but the task's inputs were degraded by "
                           f"{info.get('name')!r}")
     return float(dict(info.get("params") or {})["dose"])
+
+
+def recorded_dose(cases: Sequence[Case]) -> float | None:
+    """The dose when the first case's inputs were made by :data:`DOSE_OPERATOR`, else None (any other task)."""
+    info = _degradation(cases)
+    if info is None or info.get("name") != DOSE_OPERATOR:
+        return None
+    return float(dict(info.get("params") or {})["dose"])
+
+
+def dose_roles(available: Sequence[str], target: str) -> tuple[str, str]:
+    """``(pre, low)``: the low-dose input is the one named like the target (``t1ce_low``), else the last;
+    the pre-contrast input is the first other one."""
+    low = match_by_name(available, target) or available[-1]
+    return next(m for m in available if m != low), low
+
+
+def dose_scaled(pre: np.ndarray, low: np.ndarray, dose: float) -> np.ndarray:
+    """The linear enhancement model inverted: ``pre + (low - pre) / dose``."""
+    return pre + (low - pre) / dose
 
 
 class DoseScalingMethod(Method):
@@ -58,7 +83,7 @@ class DoseScalingMethod(Method):
         if len(available) < 2:
             raise MethodError(f"method {self.card.name!r} needs a pre-contrast and a low-dose input, got {list(available)}")
         low = (check_source(str(self.options["low"]), available, self.card.name) if self.options["low"] is not None
-               else self.low if self.low in available else match_by_name(available, self.target) or available[-1])
+               else self.low if self.low in available else dose_roles(available, self.target)[1])
         pre = (check_source(str(self.options["pre"]), available, self.card.name) if self.options["pre"] is not None
                else self.pre if self.pre in available and self.pre != low
                else next(m for m in available if m != low))
@@ -93,7 +118,7 @@ class DoseScalingMethod(Method):
         pre = np.asarray(inputs[pre_name].data, dtype=np.float64)
         low = np.asarray(inputs[low_name].data, dtype=np.float64)
         assert self.dose is not None
-        return self.output(pre + (low - pre) / self.dose, ref)
+        return self.output(dose_scaled(pre, low, self.dose), ref)
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return {}, {"pre": self.pre, "low": self.low, "dose": self.dose, "dose_source": self.dose_source}

@@ -484,23 +484,39 @@ class TorchSliceMethod(Method):
         return bool(self.hp.get("residual") or False)
 
     def _fit_prepare(self, train: Sequence[Case]) -> None:
-        """Set what :meth:`_prepare` needs from the training cases: with ``residual``, the slice factor the
-        cases record (``ct_thin``), whose thick input channel 0 is then re-made by cubic-z interpolation."""
+        """Set what :meth:`_prepare` needs from the training cases. With ``residual``, channel 0 becomes the
+        task's physical estimate when the cases record their degradation: the slice factor (``ct_thin``:
+        the thick input re-made by cubic-z interpolation) or the contrast dose (``gbca_lowdose``: the dose
+        scaling ``pre + (low - pre) / dose``); other tasks keep input channel 0 as the base."""
         if self._residual():
+            from cmsbench.baselines.classical.dose import dose_roles, recorded_dose
             from cmsbench.baselines.classical.slices import factor_from_cases
 
             self.hp["z_factor"] = factor_from_cases(train)
+            dose = None if self.hp["z_factor"] else recorded_dose(train)
+            if dose is not None:
+                pre, low = dose_roles(list(self.inputs), self.target)
+                self.hp["dose_prior"] = {"dose": dose, "pre": list(self.inputs).index(pre),
+                                         "low": list(self.inputs).index(low)}
 
     def _prepare(self, stack: np.ndarray) -> np.ndarray:
         """(C, X, Y, Z) task-unit inputs -> what the network slices: channel 0 re-made along z by a cubic spline
-        through its slices 0, k, 2k, ... when ``z_factor`` is set (residual on a thick-slice input), then
-        the training plane's slice axis moved last."""
+        through its slices 0, k, 2k, ... when ``z_factor`` is set (residual on a thick-slice input), or
+        replaced by the dose-scaled image when ``dose_prior`` is set (the other channels keep the inputs, so
+        nothing is lost: the replaced input is a linear combination of the estimate and the rest), then the
+        training plane's slice axis moved last."""
         factor = self.hp.get("z_factor")
+        prior = self.hp.get("dose_prior")
         if factor:
             from cmsbench.baselines.classical.slices import interpolate_z
 
             stack = stack.copy()
             stack[0] = interpolate_z(stack[0], int(factor), 3)
+        elif prior:
+            from cmsbench.baselines.classical.dose import dose_scaled
+
+            stack = stack.copy()
+            stack[0] = dose_scaled(stack[int(prior["pre"])], stack[int(prior["low"])], float(prior["dose"]))
         return self._to_plane(stack)
 
     # ---------------------------------------------------------------------- subclass hooks

@@ -114,9 +114,10 @@ class UNet(_PairedRegressor):
             "slices (about 2 minutes on 2 CPU cores; random crops hurt here: instance-norm statistics of a crop "
             "differ from those of the whole slice seen at inference). Options added for thick-to-thin CT "
             "(ct_thin): 'plane' (axial, default; coronal or sagittal: the 2D slices it trains and predicts on, "
-            "which then contain z) and 'residual' (false, default; true: the first input is re-made by cubic "
-            "interpolation along z when the training cases record a slice factor, and the network predicts "
-            "the correction added to it)."
+            "which then contain z) and 'residual' (false, default; true: the network predicts a correction added "
+            "to input channel 0, which is first re-made as the task's physical estimate when the training "
+            "cases record their degradation: cubic interpolation along z for a slice factor (ct_thin), the "
+            "dose scaling pre + (low - pre) / dose for a contrast dose (gbca_lowdose))."
         ),
     )
     defaults = {**COMMON_DEFAULTS, "features": None, **_GAN_DEFAULTS, "plane": "axial", "residual": False}

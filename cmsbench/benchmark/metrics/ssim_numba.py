@@ -30,7 +30,10 @@ keeps the machine code on disk, so later processes load it in well under a secon
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -516,16 +519,42 @@ def _active_items(items: list[tuple[int, int, int, int]], masks: list[np.ndarray
     return [any(bool(m[z0:z1, h0:h1].any()) for m in masks) for z0, z1, h0, h1 in items]
 
 
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The process's kernel thread pool of ``workers`` threads, started once: a case's SSIM runs in tens of
+    milliseconds, which a pool started per call (two thread starts and joins) measurably lengthened."""
+    with _pools_lock:
+        pool = _pools.get(workers)
+        if pool is None:
+            pool = _pools[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cmsbench-ssim")
+        return pool
+
+
 def _run_items(n: int, fn, workers: int) -> None:
-    """``fn(i)`` for ``i < n`` on ``workers`` threads, items handed out dynamically."""
+    """``fn(i)`` for ``i < n`` on ``workers`` threads, items handed out dynamically.
+
+    The calling thread takes items too, so a call made from inside a pool thread cannot wait on itself.
+    """
     if workers <= 1 or n <= 1:
         for i in range(n):
             fn(i)
         return
-    from concurrent.futures import ThreadPoolExecutor
+    counter = itertools.count()
 
-    with ThreadPoolExecutor(max_workers=min(workers, n)) as pool:
-        list(pool.map(fn, range(n)))
+    def drain() -> None:
+        while (i := next(counter)) < n:
+            fn(i)
+
+    helpers = [_pool(workers - 1).submit(drain) for _ in range(min(workers, n) - 1)]
+    try:
+        drain()
+    finally:
+        for future in helpers:
+            if not future.cancel():  # a helper that has not started has nothing left to do
+                future.result()
 
 
 def warmup() -> float:
