@@ -42,6 +42,9 @@ CONFIGS = {
 }
 #: the names above that are a method with options
 VARIANTS = {"unet": ("unet", {"config": "small"}), "unet_residual": ("unet", {"config": "small", "residual": True})}
+#: ``CMSBENCH_BENCH_UNET_OPTIONS='{"steps": 900}'``: options added to both U-Net variants
+_EXTRA = __import__("json").loads(os.environ.get("CMSBENCH_BENCH_UNET_OPTIONS", "{}"))
+VARIANTS = {k: (m, {**o, **_EXTRA}) for k, (m, o) in VARIANTS.items()}
 
 
 def _table(task: str, scores: dict[str, np.ndarray], seconds: dict[str, float], region: str, metric: str) -> str:

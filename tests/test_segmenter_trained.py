@@ -118,3 +118,12 @@ def test_test_time_options_reuse_the_fit_and_training_options_do_not(data):
         get_segmenter("segresnet", tta="yes").prepare(train, seed=0, device="cpu", data_fingerprint=fp)
     with pytest.raises(SegmenterError, match="min_component_mm3"):
         get_segmenter("segresnet", min_component_mm3=-1).prepare(train, seed=0, device="cpu", data_fingerprint=fp)
+    # a lower probability threshold reuses the fit and can only grow every region
+    low = get_segmenter("segresnet", **tiny, threshold=0.2)
+    low.prepare(train, seed=0, device="cpu", data_fingerprint=fp)
+    assert not low.trained_now and low.digest() != plain.digest() and "threshold" not in plain.identity()["settings"]
+    loose = low.segment(real_images(test[0]), case_id=test[0].case_id)
+    strict = plain.segment(real_images(test[0]), case_id=test[0].case_id)
+    assert np.all((loose > 0) >= (strict > 0)) and np.all(np.isin(loose[strict == 3], [3]))
+    with pytest.raises(SegmenterError, match="threshold"):
+        get_segmenter("segresnet", threshold=1.5).prepare(train, seed=0, device="cpu", data_fingerprint=fp)
