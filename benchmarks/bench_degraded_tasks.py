@@ -19,7 +19,10 @@ Measured (40 subjects, seed 0; mean over the held-out subjects, wins / subjects,
   19.37 (fit + predict 187 s), dose_scaling 21.53. dose_scaling > identity +3.61 dB (12/17, p = 0.0016),
   > poly2 +2.75 (11/17, p = 0.006), > unet +2.16 (13/17, p = 0.010); unet > identity +1.45 (14/17,
   p = 8e-4), unet > poly2 +0.60 (13/17, p = 0.036). So the U-Net (small preset, untuned) does NOT beat
-  dose scaling on these phantoms. (Version 1, noise shared with pre and full: dose_scaling 35.94 with six
+  dose scaling on these phantoms. Session 8 (same phantoms; this run's dose_scaling 21.06, identity 17.79):
+  ``unet_residual`` (the U-Net correcting dose scaling, small preset, L1, 450 steps) 20.28 (dose_scaling >
+  it, 9/17, p = 0.19); with ``CMSBENCH_BENCH_UNET_OPTIONS='{"steps": 900, "loss": "mse"}'`` 22.96
+  (fit 141 s): unet_residual > dose_scaling +1.90 dB (13/17, p = 0.012). (Version 1, noise shared with pre and full: dose_scaling 35.94 with six
   subjects above 47 dB, unet 19.80, poly2 21.37, identity 17.92.)
 """
 
