@@ -62,13 +62,15 @@ def test_dice_drop_orders_methods(tmp_path: Path) -> None:
     rows = []
     for name, rec in records.items():
         psnr = _values(rec, task.main_region, "psnr")
-        real, syn, drop = (_values(rec, "wt", m) for m in ("seg_dice_real", "seg_dice", "seg_dice_drop"))
+        real, syn, drop, whole = (_values(rec, "wt", m) for m in ("seg_dice_real", "seg_dice", "seg_dice_drop",
+                                                                   "seg_legacy_dice_real"))
         seg_s = np.median([c.timing.get("segment_s", np.nan) for c in rec.ok_cases().values()])
         rows.append((name, np.mean(list(psnr.values())), np.mean(list(real.values())), np.mean(list(syn.values())),
-                     np.mean(list(drop.values())), len(drop), seg_s))
-    print("\nmethod          PSNR(brain)  WT Dice real  WT Dice synthetic  drop   n   segment s/case")
+                     np.mean(list(drop.values())), len(drop), seg_s, np.mean(list(whole.values()))))
+    print("\nlesion-wise WT Dice (whole-volume WT Dice of the real images in the last column)")
+    print("method          PSNR(brain)  WT Dice real  WT Dice synthetic  drop   n   segment s/case  whole-volume real")
     for r in rows:
-        print(f"{r[0]:<15} {r[1]:10.2f}  {r[2]:12.3f}  {r[3]:17.3f}  {r[4]:6.3f} {r[5]:3d}  {r[6]:.2f}")
+        print(f"{r[0]:<15} {r[1]:10.2f}  {r[2]:12.3f}  {r[3]:17.3f}  {r[4]:6.3f} {r[5]:3d}  {r[6]:14.2f}  {r[7]:.3f}")
 
     def paired(a: str, b: str) -> tuple[float, float]:
         da, db = _values(records[a], "wt", "seg_dice_drop"), _values(records[b], "wt", "seg_dice_drop")

@@ -11,7 +11,9 @@ from cmsbench.benchmark.runner import LazyCases
 from cmsbench.tasks.dataset import open_dataset
 from cmsbench.tasks.registry import get_task
 
-TINY = {"preset": "cpu", "epochs": 25, "init_filters": 8, "patch": [24, 24, 8], "batch": 4, "lr": 0.003}
+#: the CPU preset shrunk to the tiny layout; no component removal (the preset's 250 mm^3 is most of a tiny tumour)
+TINY = {"preset": "cpu", "epochs": 25, "init_filters": 8, "patch": [24, 24, 8], "batch": 4, "lr": 0.003,
+        "min_component_mm3": 0.0}
 
 
 @pytest.fixture()
@@ -103,7 +105,7 @@ def test_test_time_options_reuse_the_fit_and_training_options_do_not(data):
     tiny = {**TINY, "epochs": 2}
     plain = get_segmenter("segresnet", **tiny)
     plain.prepare(train, seed=0, device="cpu", data_fingerprint=fp)
-    tta = get_segmenter("segresnet", **tiny, tta=True, min_component_mm3=50.0)
+    tta = get_segmenter("segresnet", **{**tiny, "tta": True, "min_component_mm3": 50.0})
     tta.prepare(train, seed=0, device="cpu", data_fingerprint=fp)
     assert not tta.trained_now and tta.weights_digest() == plain.weights_digest()
     assert tta.digest() != plain.digest()  # the records tell the two apart
